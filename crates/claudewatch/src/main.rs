@@ -1,1 +1,48 @@
-fn main(){}
+//! The `claudewatch` command: CLI parsing and dispatch to subcommands.
+
+#![forbid(unsafe_code)]
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// claudewatch turns the OpenTelemetry telemetry your applications emit about
+/// their Claude API calls into one exact record per call: outcome (429 quota
+/// vs 529 overload), tokens with cache tokens unfolded, exact cost, TTFT.
+#[derive(Debug, Parser)]
+#[command(name = "claudewatch", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enrich OTLP export requests stored as files into call records (JSON lines on stdout).
+    Enrich(cmd::enrich::EnrichArgs),
+    /// Print the built-in price table (TOML), a starting point for --prices.
+    Prices,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Enrich(args) => cmd::enrich::run(args),
+        Command::Prices => {
+            print!("{}", claudewatch_enrich::pricing::DEFAULT_PRICES_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("claudewatch: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,101 @@
-//! placeholder
+//! Stream enrichment: OTLP requests in, one exact call record per Claude call out.
+//!
+//! The stages, each its own module:
+//! 1. [`extract`]: every span or log record about a Claude call becomes an
+//!    [`Observation`], read with its convention's rules (cache-token folding in
+//!    [`extract::tokens`]);
+//! 2. [`merge`]: observations of the same call are grouped;
+//! 3. [`assemble`]: each group becomes a [`CallRecord`] with its outcome
+//!    ([`classify`]), normalised model ([`model_id`]) and exact cost ([`pricing`]).
+//!
+//! Architecture invariant: this crate does no IO and cannot fail on any input;
+//! bad items are counted in [`ExtractStats`], never panicked on.
+
+#![forbid(unsafe_code)]
+
+pub mod assemble;
+pub mod attrs;
+pub mod classify;
+pub mod extract;
+pub mod merge;
+pub mod model_id;
+pub mod observation;
+pub mod pricing;
+
+pub use claudewatch_model::CallRecord;
+pub use extract::ExtractStats;
+pub use observation::Observation;
+pub use pricing::PriceTable;
+
+use claudewatch_otlp::ExportRequest;
+
+/// Configuration of an [`Enricher`].
+#[derive(Debug, Clone)]
+pub struct EnrichConfig {
+    /// The price table.
+    pub prices: PriceTable,
+    /// Tenant to stamp on every record, if the deployment has one.
+    pub tenant: Option<String>,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig { prices: PriceTable::default_table(), tenant: None }
+    }
+}
+
+/// Counters of one enrichment run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnrichStats {
+    /// What extraction saw.
+    pub extract: ExtractStats,
+    /// Call records produced.
+    pub calls: u64,
+    /// Observations folded into another observation's call (duplicates,
+    /// twins, wrapper spans, HTTP attempts).
+    pub merged: u64,
+}
+
+/// Turns OTLP requests into call records. Feed requests in arrival order with
+/// [`Enricher::push`], then take the records with [`Enricher::finish`].
+#[derive(Debug)]
+pub struct Enricher {
+    config: EnrichConfig,
+    seq: u64,
+    pending: Vec<Observation>,
+    stats: EnrichStats,
+}
+
+impl Enricher {
+    /// A new enricher.
+    pub fn new(config: EnrichConfig) -> Enricher {
+        Enricher { config, seq: 0, pending: Vec::new(), stats: EnrichStats::default() }
+    }
+
+    /// Extracts the observations of one request and holds them for merging.
+    pub fn push(&mut self, req: &ExportRequest) {
+        extract::extract(req, &mut self.seq, &mut self.stats.extract, &mut self.pending);
+    }
+
+    /// Merges everything pushed so far into call records, in arrival order.
+    pub fn finish(&mut self) -> Vec<CallRecord> {
+        let obs = std::mem::take(&mut self.pending);
+        let records = records_of(&obs, &self.config);
+        self.stats.calls += records.len() as u64;
+        self.stats.merged += (obs.len() - records.len()) as u64;
+        records
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &EnrichStats {
+        &self.stats
+    }
+}
+
+/// Merges a set of observations into call records (pure).
+pub fn records_of(obs: &[Observation], config: &EnrichConfig) -> Vec<CallRecord> {
+    merge::group(obs)
+        .iter()
+        .map(|g| assemble::assemble(&merge::Merged::new(obs, g), &config.prices, config.tenant.as_deref()))
+        .collect()
+}

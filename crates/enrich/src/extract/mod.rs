@@ -1,0 +1,329 @@
+//! Extraction: walks decoded OTLP requests and turns every span or log record
+//! that describes a Claude call into an [`Observation`].
+//!
+//! Each convention's dialect is read here and nowhere else; what comes out has
+//! one meaning whatever the source (uncached input, milliseconds, API error
+//! types). Message contents are dropped here and never reach a record.
+
+mod claude_code;
+mod detect;
+mod genai;
+mod json_usage;
+mod span_attrs;
+pub mod tokens;
+
+use std::collections::BTreeMap;
+
+use claudewatch_model::ATTRIBUTES_MAX_COUNT;
+use claudewatch_otlp::proto::common::v1::{InstrumentationScope, KeyValue};
+use claudewatch_otlp::proto::logs::v1::LogRecord;
+use claudewatch_otlp::proto::resource::v1::Resource;
+use claudewatch_otlp::proto::trace::v1::Span;
+use claudewatch_otlp::{metric_point_count, ExportRequest};
+
+use crate::attrs::{as_ident, as_str, is_content_key, render_bounded};
+use crate::observation::{Convention, EvidenceKind, Observation};
+pub use detect::Detected;
+use span_attrs::SpanAttrs;
+
+/// Counters of what extraction saw, kept across requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtractStats {
+    /// Spans read.
+    pub spans: u64,
+    /// Log records read.
+    pub log_records: u64,
+    /// Metric data points read (metrics produce no call records).
+    pub metric_points: u64,
+    /// Items that described a Claude call.
+    pub observations: u64,
+    /// Items that were valid but not about a Claude call.
+    pub not_claude: u64,
+    /// Rejected items by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Unmapped attribute values cut to the length bound.
+    pub truncated_values: u64,
+    /// Unmapped attributes dropped over the count bound.
+    pub dropped_attributes: u64,
+    /// Total-token attributes that disagreed with input + cache + output.
+    pub total_token_mismatches: u64,
+    /// Input-token attributes that contradicted their convention's folding.
+    pub folding_contradictions: u64,
+}
+
+impl ExtractStats {
+    fn reject(&mut self, reason: &'static str) {
+        *self.rejected.entry(reason).or_default() += 1;
+    }
+
+    /// Total rejected items.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// Resource-level facts shared by all items of a resource.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResourceCtx {
+    pub service: Option<String>,
+    pub service_version: Option<String>,
+    pub environment: Option<String>,
+    pub language: Option<String>,
+    pub sdk_name: Option<String>,
+}
+
+impl ResourceCtx {
+    fn from_resource(r: Option<&Resource>) -> ResourceCtx {
+        let mut ctx = ResourceCtx::default();
+        let Some(r) = r else { return ctx };
+        for kv in &r.attributes {
+            let Some(v) = kv.value.as_ref() else { continue };
+            let slot = match kv.key.as_str() {
+                "service.name" => &mut ctx.service,
+                "service.version" => &mut ctx.service_version,
+                "deployment.environment.name" => &mut ctx.environment,
+                "deployment.environment" if ctx.environment.is_none() => &mut ctx.environment,
+                "telemetry.sdk.language" => &mut ctx.language,
+                "telemetry.sdk.name" => &mut ctx.sdk_name,
+                _ => continue,
+            };
+            *slot = as_ident(v).map(str::to_owned);
+        }
+        ctx
+    }
+}
+
+/// Extracts observations from one decoded request, appending to `out`.
+/// `seq` numbers items in arrival order across requests.
+pub fn extract(req: &ExportRequest, seq: &mut u64, stats: &mut ExtractStats, out: &mut Vec<Observation>) {
+    match req {
+        ExportRequest::Traces(t) => {
+            for rs in &t.resource_spans {
+                let res = ResourceCtx::from_resource(rs.resource.as_ref());
+                for ss in &rs.scope_spans {
+                    for span in &ss.spans {
+                        stats.spans += 1;
+                        *seq += 1;
+                        if let Some(o) = span_observation(&res, ss.scope.as_ref(), span, *seq, stats) {
+                            stats.observations += 1;
+                            out.push(o);
+                        }
+                    }
+                }
+            }
+        }
+        ExportRequest::Logs(l) => {
+            for rl in &l.resource_logs {
+                let res = ResourceCtx::from_resource(rl.resource.as_ref());
+                for sl in &rl.scope_logs {
+                    for rec in &sl.log_records {
+                        stats.log_records += 1;
+                        *seq += 1;
+                        if let Some(o) = log_observation(&res, sl.scope.as_ref(), rec, *seq, stats) {
+                            stats.observations += 1;
+                            out.push(o);
+                        }
+                    }
+                }
+            }
+        }
+        ExportRequest::Metrics(m) => {
+            // Metrics are aggregates, never one point per call: they are
+            // validated and counted, and produce no call records.
+            for rm in &m.resource_metrics {
+                for sm in &rm.scope_metrics {
+                    for metric in &sm.metrics {
+                        stats.metric_points += metric_point_count(metric) as u64;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn ids(trace_id: &[u8], span_id: &[u8], stats: &mut ExtractStats) -> Result<(Option<[u8; 16]>, Option<[u8; 8]>), ()> {
+    let trace = match trace_id.len() {
+        0 => None,
+        16 => trace_id.try_into().ok().filter(|t: &[u8; 16]| t.iter().any(|b| *b != 0)),
+        _ => {
+            stats.reject("invalid_trace_id");
+            return Err(());
+        }
+    };
+    let span = match span_id.len() {
+        0 => None,
+        8 => span_id.try_into().ok().filter(|s: &[u8; 8]| s.iter().any(|b| *b != 0)),
+        _ => {
+            stats.reject("invalid_span_id");
+            return Err(());
+        }
+    };
+    Ok((trace, span))
+}
+
+fn span_observation(
+    res: &ResourceCtx,
+    scope: Option<&InstrumentationScope>,
+    span: &Span,
+    seq: u64,
+    stats: &mut ExtractStats,
+) -> Option<Observation> {
+    let a = SpanAttrs::index(&span.attributes);
+    let scope_name = scope.map(|s| s.name.as_str()).unwrap_or("");
+    let detected = detect::detect_span(scope_name, &span.name, &a, res);
+    let Some(Detected { convention, kind }) = detected else {
+        stats.not_claude += 1;
+        return None;
+    };
+    let (trace_id, span_id) = ids(&span.trace_id, &span.span_id, stats).ok()?;
+    let parent_span_id = match span.parent_span_id.len() {
+        8 => span.parent_span_id.as_slice().try_into().ok(),
+        _ => None,
+    };
+    if span.end_time_unix_nano != 0 && span.end_time_unix_nano < span.start_time_unix_nano {
+        stats.reject("end_before_start");
+        return None;
+    }
+    let mut o = Observation {
+        seq,
+        kind: Some(kind),
+        convention: Some(convention),
+        convention_version: scope.map(|s| s.version.clone()).filter(|v| !v.is_empty()),
+        start_unix_nano: span.start_time_unix_nano,
+        end_unix_nano: span.end_time_unix_nano,
+        trace_id,
+        span_id,
+        parent_span_id,
+        service: a.service.and_then(as_ident).map(str::to_owned).or_else(|| res.service.clone()),
+        environment: a.environment.and_then(as_ident).map(str::to_owned).or_else(|| res.environment.clone()),
+        ..Observation::default()
+    };
+    if span.end_time_unix_nano > 0 && span.start_time_unix_nano > 0 {
+        o.duration_ms = Some((span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1e6);
+    }
+    if let Some(status) = &span.status {
+        if status.code == 2 {
+            o.failed = true;
+            if !status.message.is_empty() {
+                o.error_message = Some(status.message.clone());
+            }
+        }
+    }
+    for ev in &span.events {
+        if ev.name == "exception" {
+            for kv in &ev.attributes {
+                match (kv.key.as_str(), kv.value.as_ref()) {
+                    ("exception.type", Some(v)) => o.exception_type = as_ident(v).map(str::to_owned),
+                    ("exception.message", Some(v)) if o.error_message.is_none() => {
+                        o.error_message = as_str(v).map(|s| crate::attrs::truncate_utf8(s.to_owned(), 4096).0);
+                    }
+                    _ => {}
+                }
+            }
+            o.failed = true;
+        }
+    }
+    match convention {
+        Convention::ClaudeCode => claude_code::fill_span(&span.attributes, &mut o),
+        _ => genai::fill(convention, &span.name, &a, res, &mut o, stats),
+    }
+    o.unmapped = bounded_unmapped(&a.rest, stats);
+    Some(o)
+}
+
+fn log_observation(
+    res: &ResourceCtx,
+    scope: Option<&InstrumentationScope>,
+    rec: &LogRecord,
+    seq: u64,
+    stats: &mut ExtractStats,
+) -> Option<Observation> {
+    let scope_name = scope.map(|s| s.name.as_str()).unwrap_or("");
+    if let Some(event) = claude_code::event_name(scope_name, rec, res) {
+        if !claude_code::is_call_event(event) {
+            stats.not_claude += 1;
+            return None;
+        }
+        let (trace_id, span_id) = ids(&rec.trace_id, &rec.span_id, stats).ok()?;
+        let mut o = Observation {
+            seq,
+            kind: Some(EvidenceKind::FirstPartyLog),
+            convention: Some(Convention::ClaudeCode),
+            convention_version: res.service_version.clone(),
+            trace_id,
+            span_id,
+            service: res.service.clone(),
+            environment: res.environment.clone(),
+            ..Observation::default()
+        };
+        let time = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+        let rest = claude_code::fill_log(event, &rec.attributes, &mut o);
+        o.end_unix_nano = time;
+        let dur_ns = o.duration_ms.map(|d| (d * 1e6) as u64).unwrap_or(0);
+        o.start_unix_nano = time.saturating_sub(dur_ns);
+        o.unmapped = bounded_unmapped(&rest, stats);
+        return Some(o);
+    }
+    // The GenAI "inference details" event carries the span's attributes.
+    let event = if rec.event_name.is_empty() {
+        rec.attributes
+            .iter()
+            .find(|kv| kv.key == "event.name")
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(as_str)
+            .unwrap_or("")
+    } else {
+        rec.event_name.as_str()
+    };
+    if event != "gen_ai.client.inference.operation.details" {
+        stats.not_claude += 1;
+        return None;
+    }
+    let a = SpanAttrs::index(&rec.attributes);
+    let Some(Detected { convention, .. }) = detect::detect_span(scope_name, "", &a, res) else {
+        stats.not_claude += 1;
+        return None;
+    };
+    let (trace_id, span_id) = ids(&rec.trace_id, &rec.span_id, stats).ok()?;
+    let time = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+    let mut o = Observation {
+        seq,
+        kind: Some(EvidenceKind::InstrumentationLog),
+        convention: Some(convention),
+        convention_version: scope.map(|s| s.version.clone()).filter(|v| !v.is_empty()),
+        start_unix_nano: time,
+        trace_id,
+        span_id,
+        service: res.service.clone(),
+        environment: res.environment.clone(),
+        failed: rec.severity_number >= 17,
+        ..Observation::default()
+    };
+    genai::fill(convention, "", &a, res, &mut o, stats);
+    // A log record has no duration of its own and is not a span to parent.
+    o.span_id = None;
+    o.unmapped = bounded_unmapped(&a.rest, stats);
+    Some(o)
+}
+
+/// Unmapped, non-content attributes, bounded in count and value length.
+fn bounded_unmapped(rest: &[&KeyValue], stats: &mut ExtractStats) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for kv in rest {
+        if is_content_key(&kv.key) {
+            continue;
+        }
+        let Some(v) = kv.value.as_ref() else { continue };
+        if out.len() >= ATTRIBUTES_MAX_COUNT {
+            stats.dropped_attributes += 1;
+            continue;
+        }
+        let (key, key_cut) = crate::attrs::truncate_utf8(kv.key.clone(), 128);
+        let (value, cut) = render_bounded(v);
+        if cut || key_cut {
+            stats.truncated_values += 1;
+        }
+        out.push((key, value));
+    }
+    out
+}

@@ -1,0 +1,368 @@
+//! One record per call: groups the observations that describe the same call
+//! and picks each field from the most trustworthy of them.
+//!
+//! Grouping rules, in order (each a union of groups, refused when the two
+//! groups carry different request ids or different response ids):
+//! 1. same request id; 2. same response id;
+//! 3. an HTTP attempt span under its call's span; a call-level span under a
+//!    call-level parent that has no other call-level child (an instrumentation
+//!    wrapping the SDK span);
+//! 4. HTTP attempt spans that are siblings under a parent we never saw, chained
+//!    while the previous attempt failed retryably (the SDK's retries);
+//! 5. unlinked twins: an SDK span and an instrumentation span of the same
+//!    service and model, in different traces, the SDK span inside the
+//!    instrumentation span's time range.
+
+use std::collections::HashMap;
+
+use claudewatch_model::{CallRecord, Provider, ATTRIBUTES_MAX_COUNT};
+
+use crate::observation::{EvidenceKind, Observation, Ttft};
+
+/// Slack allowed when testing that one span lies within another (clock
+/// granularity and export timing).
+const TWIN_SLACK_NS: u64 = 10_000_000;
+
+struct Dsu {
+    parent: Vec<usize>,
+}
+
+impl Dsu {
+    fn new(n: usize) -> Dsu {
+        Dsu { parent: (0..n).collect() }
+    }
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+}
+
+/// Groups state: per root, the ids that must not conflict.
+struct Groups<'a> {
+    dsu: Dsu,
+    request_id: Vec<Option<&'a str>>,
+    response_id: Vec<Option<&'a str>>,
+}
+
+impl<'a> Groups<'a> {
+    fn new(obs: &'a [Observation]) -> Groups<'a> {
+        Groups {
+            dsu: Dsu::new(obs.len()),
+            request_id: obs.iter().map(|o| o.request_id.as_deref()).collect(),
+            response_id: obs.iter().map(|o| o.response_id.as_deref()).collect(),
+        }
+    }
+
+    fn union(&mut self, a: usize, b: usize) -> bool {
+        let (ra, rb) = (self.dsu.find(a), self.dsu.find(b));
+        if ra == rb {
+            return true;
+        }
+        let conflict = |x: Option<&str>, y: Option<&str>| matches!((x, y), (Some(x), Some(y)) if x != y);
+        if conflict(self.request_id[ra], self.request_id[rb]) || conflict(self.response_id[ra], self.response_id[rb]) {
+            return false;
+        }
+        self.dsu.parent[rb] = ra;
+        self.request_id[ra] = self.request_id[ra].or(self.request_id[rb]);
+        self.response_id[ra] = self.response_id[ra].or(self.response_id[rb]);
+        true
+    }
+
+    fn find(&mut self, x: usize) -> usize {
+        self.dsu.find(x)
+    }
+}
+
+/// Partitions observations into calls; each inner vector holds indices into `obs`.
+pub fn group(obs: &[Observation]) -> Vec<Vec<usize>> {
+    let mut g = Groups::new(obs);
+
+    // 1 and 2: shared ids.
+    let mut by_request: HashMap<&str, usize> = HashMap::new();
+    let mut by_response: HashMap<&str, usize> = HashMap::new();
+    for (i, o) in obs.iter().enumerate() {
+        if let Some(r) = o.request_id.as_deref() {
+            match by_request.get(r) {
+                Some(&j) => {
+                    g.union(j, i);
+                }
+                None => {
+                    by_request.insert(r, i);
+                }
+            }
+        }
+        if let Some(r) = o.response_id.as_deref() {
+            match by_response.get(r) {
+                Some(&j) => {
+                    g.union(j, i);
+                }
+                None => {
+                    by_response.insert(r, i);
+                }
+            }
+        }
+    }
+
+    // 3: parent links within a trace.
+    let mut by_span: HashMap<([u8; 16], [u8; 8]), usize> = HashMap::new();
+    for (i, o) in obs.iter().enumerate() {
+        if let (Some(t), Some(s)) = (o.trace_id, o.span_id) {
+            by_span.entry((t, s)).or_insert(i);
+        }
+    }
+    let mut call_children: HashMap<usize, u32> = HashMap::new();
+    for o in obs {
+        if let (Some(t), Some(p)) = (o.trace_id, o.parent_span_id) {
+            if o.kind().is_call_level() {
+                if let Some(&j) = by_span.get(&(t, p)) {
+                    if obs[j].kind().is_call_level() {
+                        *call_children.entry(j).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    let mut orphan_attempts: HashMap<([u8; 16], [u8; 8]), Vec<usize>> = HashMap::new();
+    for (i, o) in obs.iter().enumerate() {
+        let (Some(t), Some(p)) = (o.trace_id, o.parent_span_id) else { continue };
+        match by_span.get(&(t, p)) {
+            Some(&j) if o.kind() == EvidenceKind::HttpSpan => {
+                g.union(j, i);
+            }
+            Some(&j) if obs[j].kind().is_call_level() && call_children.get(&j) == Some(&1) => {
+                g.union(j, i);
+            }
+            None if o.kind() == EvidenceKind::HttpSpan => orphan_attempts.entry((t, p)).or_default().push(i),
+            _ => {}
+        }
+    }
+
+    // 4: retry chains of HTTP attempts whose parent was never exported.
+    for attempts in orphan_attempts.values_mut() {
+        attempts.sort_by_key(|&i| (obs[i].start_unix_nano, obs[i].seq));
+        for w in attempts.windows(2) {
+            let prev = &obs[w[0]];
+            if prev.http_status.is_none_or(is_retried_status) {
+                g.union(w[0], w[1]);
+            }
+        }
+    }
+
+    // 5: unlinked twins.
+    join_twins(obs, &mut g);
+
+    let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
+    for i in 0..obs.len() {
+        let root = g.find(i);
+        groups.entry(root).or_default().push(i);
+    }
+    let mut out: Vec<Vec<usize>> = groups.into_values().collect();
+    out.sort_by_key(|members| members.iter().map(|&i| obs[i].seq).min().unwrap_or(0));
+    out
+}
+
+/// Statuses the Anthropic SDKs retry.
+fn is_retried_status(s: u16) -> bool {
+    matches!(s, 408 | 409 | 429) || s >= 500
+}
+
+fn join_twins(obs: &[Observation], g: &mut Groups<'_>) {
+    #[derive(Default)]
+    struct Summary {
+        sdk: Option<usize>,
+        instr: Option<usize>,
+    }
+    let mut summaries: HashMap<usize, Summary> = HashMap::new();
+    for (i, o) in obs.iter().enumerate() {
+        let root = g.find(i);
+        let s = summaries.entry(root).or_default();
+        match o.kind() {
+            EvidenceKind::SdkSpan => s.sdk = s.sdk.or(Some(i)),
+            EvidenceKind::InstrumentationSpan => s.instr = s.instr.or(Some(i)),
+            _ => {}
+        }
+    }
+    let mut sdk_only: Vec<usize> = Vec::new();
+    let mut instr_only: Vec<usize> = Vec::new();
+    for s in summaries.values() {
+        match (s.sdk, s.instr) {
+            (Some(i), None) => sdk_only.push(i),
+            (None, Some(i)) => instr_only.push(i),
+            _ => {}
+        }
+    }
+    if sdk_only.is_empty() || instr_only.is_empty() {
+        return;
+    }
+    sdk_only.sort_by_key(|&i| obs[i].start_unix_nano);
+    instr_only.sort_by_key(|&i| obs[i].start_unix_nano);
+    let family = |o: &Observation| o.request_model.as_deref().and_then(crate::model_id::normalize).map(|m| m.family);
+    let mut used = vec![false; instr_only.len()];
+    for &s in &sdk_only {
+        let so = &obs[s];
+        let s_family = family(so);
+        let mut best: Option<(u64, usize)> = None;
+        for (k, &c) in instr_only.iter().enumerate() {
+            let co = &obs[c];
+            if used[k] || co.service != so.service || co.trace_id == so.trace_id && co.trace_id.is_some() {
+                continue;
+            }
+            let inside = co.start_unix_nano <= so.start_unix_nano + TWIN_SLACK_NS
+                && so.end_unix_nano <= co.end_unix_nano + TWIN_SLACK_NS
+                && so.start_unix_nano + TWIN_SLACK_NS >= co.start_unix_nano;
+            if !inside || family(co) != s_family {
+                continue;
+            }
+            let gap = so.start_unix_nano.abs_diff(co.start_unix_nano);
+            if best.is_none_or(|(b, _)| gap < b) {
+                best = Some((gap, k));
+            }
+        }
+        if let Some((_, k)) = best {
+            if g.union(instr_only[k], s) {
+                used[k] = true;
+            }
+        }
+    }
+}
+
+/// The fields of one call, picked from its observations by trust.
+pub struct Merged<'a> {
+    /// Observations of the call, most trusted first.
+    pub members: Vec<&'a Observation>,
+    /// The HTTP attempt spans, in start order.
+    pub attempts: Vec<&'a Observation>,
+}
+
+impl<'a> Merged<'a> {
+    /// Orders a group's observations by trust.
+    pub fn new(obs: &'a [Observation], group: &[usize]) -> Merged<'a> {
+        let mut members: Vec<&Observation> = group.iter().map(|&i| &obs[i]).filter(|o| o.kind().is_call_level()).collect();
+        members.sort_by_key(|o| (std::cmp::Reverse(o.kind().rank()), o.seq));
+        let mut attempts: Vec<&Observation> = group.iter().map(|&i| &obs[i]).filter(|o| !o.kind().is_call_level()).collect();
+        attempts.sort_by_key(|o| (o.start_unix_nano, o.seq));
+        Merged { members, attempts }
+    }
+
+    /// The first value in trust order, call-level evidence before HTTP attempts.
+    pub fn pick<T>(&self, f: impl Fn(&'a Observation) -> Option<T>) -> Option<T> {
+        self.members.iter().find_map(|o| f(*o)).or_else(|| self.attempts.iter().rev().find_map(|o| f(*o)))
+    }
+
+    /// The most trusted observation.
+    pub fn primary(&self) -> &'a Observation {
+        self.members.first().or(self.attempts.last()).copied().unwrap_or_else(|| unreachable_empty())
+    }
+
+    /// HTTP status of the final attempt: the SDK's own, else the last HTTP
+    /// attempt span's, else any call-level statement.
+    pub fn http_status(&self) -> Option<u16> {
+        let sdk = self.members.iter().find(|o| o.kind() == EvidenceKind::SdkSpan).and_then(|o| o.http_status);
+        sdk.or_else(|| self.attempts.last().and_then(|o| o.http_status))
+            .or_else(|| self.members.iter().find_map(|o| o.http_status))
+    }
+
+    /// Whether the call failed according to its call-level evidence (or, with
+    /// none, its last attempt).
+    pub fn failed(&self) -> bool {
+        if self.members.is_empty() {
+            self.attempts.last().is_some_and(|o| o.failed)
+        } else {
+            self.members.iter().any(|o| o.failed)
+        }
+    }
+
+    /// Retries before the final attempt.
+    pub fn retry_attempt(&self) -> Option<u32> {
+        self.members.iter().find_map(|o| o.retry_attempt).or_else(|| {
+            (!self.attempts.is_empty()).then(|| u32::try_from(self.attempts.len() - 1).unwrap_or(u32::MAX))
+        })
+    }
+
+    /// TTFT from the source that measures closest to the first content token.
+    pub fn ttft(&self) -> Option<Ttft> {
+        self.members
+            .iter()
+            .filter_map(|o| o.ttft)
+            .fold(None, |best: Option<Ttft>, t| match best {
+                Some(b) if b.quality >= t.quality => Some(b),
+                _ => Some(t),
+            })
+    }
+
+    /// Streaming flag: true if any source says so (some omit it on streams).
+    pub fn stream(&self) -> Option<bool> {
+        let all = self.members.iter().chain(self.attempts.iter()).filter_map(|o| o.stream);
+        all.fold(None, |acc, s| Some(acc.unwrap_or(false) || s))
+    }
+
+    /// Call start: the earliest start among the evidence.
+    pub fn start_unix_nano(&self) -> u64 {
+        let starts = |v: &Vec<&Observation>| v.iter().map(|o| o.start_unix_nano).filter(|t| *t > 0).min();
+        starts(&self.members).or_else(|| starts(&self.attempts)).unwrap_or(0)
+    }
+
+    /// Duration: the SDK span's (it covers retries), else the primary's.
+    pub fn duration_ms(&self) -> Option<f64> {
+        self.members
+            .iter()
+            .find(|o| o.kind() == EvidenceKind::SdkSpan)
+            .and_then(|o| o.duration_ms)
+            .or_else(|| self.pick(|o| o.duration_ms))
+    }
+
+    /// The API surface, when any source says.
+    pub fn provider(&self) -> Option<Provider> {
+        self.pick(|o| o.provider)
+    }
+
+    /// `conv@version+conv@version`, most trusted first, each once.
+    pub fn source(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        for o in self.members.iter().chain(self.attempts.iter()) {
+            let name = match &o.convention_version {
+                Some(v) => format!("{}@{}", o.convention().name(), v),
+                None => o.convention().name().to_owned(),
+            };
+            if !parts.contains(&name) {
+                parts.push(name);
+            }
+        }
+        parts.join("+")
+    }
+
+    /// Unmapped attributes of all members, most trusted first, bounded.
+    pub fn attributes(&self) -> std::collections::BTreeMap<String, String> {
+        let mut out = std::collections::BTreeMap::new();
+        for o in self.members.iter().chain(self.attempts.iter()) {
+            for (k, v) in &o.unmapped {
+                if out.len() >= ATTRIBUTES_MAX_COUNT {
+                    return out;
+                }
+                out.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        out
+    }
+}
+
+#[cold]
+fn unreachable_empty() -> &'static Observation {
+    static EMPTY: std::sync::OnceLock<Observation> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Observation::default)
+}
+
+/// Fills the identity fields of a record from the merged evidence.
+pub fn identity(m: &Merged<'_>, r: &mut CallRecord) {
+    let primary = m.primary();
+    r.trace_id = primary.trace_id.map(hex::encode).or_else(|| m.pick(|o| o.trace_id.map(hex::encode)));
+    r.span_id = primary.span_id.map(hex::encode).or_else(|| m.pick(|o| o.span_id.map(hex::encode)));
+    r.service = m.pick(|o| o.service.clone());
+    r.environment = m.pick(|o| o.environment.clone());
+    r.organization_id = m.pick(|o| o.organization_id.clone());
+    r.request_id = m.pick(|o| o.request_id.clone());
+    r.response_id = m.pick(|o| o.response_id.clone());
+}
