@@ -1,0 +1,46 @@
+# claudewatch — the two commands a newcomer needs:
+#   make run    build, then run the main job on the bundled real-client captures
+#   make test   the whole test suite (what CI runs)
+
+SHARED ?= $(abspath ../shared)
+CARGO  ?= cargo
+export CLAUDEWATCH_SHARED := $(SHARED)
+
+.PHONY: all build run test lint bench fuzz clean
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+## run: enrich every real-client capture in ../shared/fixtures and show the call records.
+run: build
+	@for dir in $(SHARED)/fixtures/*/; do \
+	  client=$$(basename $$dir); \
+	  echo "== $$client"; \
+	  ./target/release/claudewatch enrich $$dir[0-9]*.pb $$dir[0-9]*.json 2>&1 >target/$$client.jsonl | sed 's/^/   /'; \
+	  python3 -c 'import json,sys; [print("   ", r["outcome"].ljust(16), str(r["http_status"]).ljust(4), (r["model_family"] or "-").ljust(18), "cost", r["cost_usd"], "ttft", r["ttft_ms"]) for r in map(json.loads, open(sys.argv[1]))]' target/$$client.jsonl 2>/dev/null || cat target/$$client.jsonl; \
+	done
+	@echo "Records written to target/<client>.jsonl; try: ./target/release/claudewatch enrich --help"
+
+## test: unit, property, CLI and fixture ground-truth tests.
+test:
+	$(CARGO) test --workspace --locked
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## bench: criterion benchmarks of decode and decode+enrich (one core).
+bench:
+	taskset -c 0 $(CARGO) bench -p claudewatch-enrich --bench pipeline
+
+## fuzz: run each decoder fuzz target for FUZZ_SECONDS (needs cargo-fuzz).
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in decode_protobuf decode_json enrich_any; do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+clean:
+	$(CARGO) clean
