@@ -393,7 +393,8 @@ mod tests {
     #[test]
     fn civil_dates() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2026, 11, 23), 20_415);
+        assert_eq!(days_from_civil(2026, 11, 23), 20_780);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
     }
 
     proptest::proptest! {
