@@ -8,6 +8,8 @@
 //! listed in `known_losses` with the value we produce instead, and asserted:
 //! nothing is skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -62,7 +64,9 @@ fn family_of(model: &str) -> String {
     // the only spelling variation in these captures.
     let parts: Vec<&str> = model.split('-').collect();
     match parts.last() {
-        Some(p) if p.len() == 8 && p.chars().all(|c| c.is_ascii_digit()) => parts[..parts.len() - 1].join("-"),
+        Some(p) if p.len() == 8 && p.chars().all(|c| c.is_ascii_digit()) => {
+            parts[..parts.len() - 1].join("-")
+        }
         _ => model.to_owned(),
     }
 }
@@ -113,7 +117,8 @@ fn run_enrich(dir: &Path) -> (Vec<Value>, String, i32) {
         .map(|e| e.expect("entry").path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.chars().next().is_some_and(|c| c.is_ascii_digit()) && (name.ends_with(".pb") || name.ends_with(".json"))
+            name.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && (name.ends_with(".pb") || name.ends_with(".json"))
         })
         .collect();
     files.sort();
@@ -124,8 +129,15 @@ fn run_enrich(dir: &Path) -> (Vec<Value>, String, i32) {
         .output()
         .expect("run claudewatch");
     let stdout = String::from_utf8(out.stdout).expect("utf8 stdout");
-    let records = stdout.lines().map(|l| serde_json::from_str(l).expect("record JSON")).collect();
-    (records, String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code().unwrap_or(-1))
+    let records = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record JSON"))
+        .collect();
+    (
+        records,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
 }
 
 /// A documented loss: for (client, scenario, field) the client does not
@@ -140,13 +152,24 @@ struct Loss {
 
 fn known_losses() -> Vec<Loss> {
     use serde_json::json;
-    let l = |client, scenario, field, actual, why| Loss { client, scenario, field, actual, why };
+    let l = |client, scenario, field, actual, why| Loss {
+        client,
+        scenario,
+        field,
+        actual,
+        why,
+    };
     let mut v = Vec::new();
     for client in ["anthropic-native", "traceloop"] {
         v.push(l(client, "midstream_overloaded", "output_tokens", json!(null),
             "the SDK span of a stream that died before message_delta has no output count (MANIFEST: mid-stream error)"));
-        v.push(l(client, "midstream_overloaded", "cost_usd", json!(null),
-            "output tokens unknown, so the cost is unknown rather than a made-up partial sum"));
+        v.push(l(
+            client,
+            "midstream_overloaded",
+            "cost_usd",
+            json!(null),
+            "output tokens unknown, so the cost is unknown rather than a made-up partial sum",
+        ));
     }
     // OpenLIT exports nothing but the httpx POST span (status 200) for a stream that died.
     for (field, actual) in [
@@ -181,7 +204,11 @@ fn check_client(client: &str) {
         "{client}: expected one record per SDK call ({} scenarios), got {} records:\n{}",
         expected.len(),
         records.len(),
-        records.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n")
+        records
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let losses = known_losses();
     let mut used: Vec<bool> = vec![false; records.len()];
@@ -190,16 +217,28 @@ fn check_client(client: &str) {
     for (pos, exp) in expected.iter().enumerate() {
         // Match by request id, then response id, then arrival order.
         let by_id = |key: &str, want: &Option<String>| {
-            want.as_ref().and_then(|w| records.iter().position(|r| r[key].as_str() == Some(w.as_str())))
+            want.as_ref().and_then(|w| {
+                records
+                    .iter()
+                    .position(|r| r[key].as_str() == Some(w.as_str()))
+            })
         };
         let idx = by_id("request_id", &exp.request_id)
             .or_else(|| by_id("response_id", &exp.response_id))
             .unwrap_or(pos);
-        assert!(!used[idx], "{client}/{}: record {idx} matched twice", exp.scenario);
+        assert!(
+            !used[idx],
+            "{client}/{}: record {idx} matched twice",
+            exp.scenario
+        );
         used[idx] = true;
         let r = &records[idx];
 
-        let loss = |field: &str| losses.iter().find(|l| l.client == client && l.scenario == exp.scenario && l.field == field);
+        let loss = |field: &str| {
+            losses
+                .iter()
+                .find(|l| l.client == client && l.scenario == exp.scenario && l.field == field)
+        };
         let mut check = |field: &str, want: Value| {
             let got = r[field].clone();
             match loss(field) {
@@ -209,12 +248,18 @@ fn check_client(client: &str) {
                 }
                 Some(l) => {
                     if got != l.actual {
-                        failures.push(format!("{client}/{}: {field}: documented loss expects {} but got {got} ({})", exp.scenario, l.actual, l.why));
+                        failures.push(format!(
+                            "{client}/{}: {field}: documented loss expects {} but got {got} ({})",
+                            exp.scenario, l.actual, l.why
+                        ));
                     }
                 }
                 None => {
                     if got != want {
-                        failures.push(format!("{client}/{}: {field}: want {want}, got {got}", exp.scenario));
+                        failures.push(format!(
+                            "{client}/{}: {field}: want {want}, got {got}",
+                            exp.scenario
+                        ));
                     }
                 }
             }
@@ -233,14 +278,20 @@ fn check_client(client: &str) {
         match loss("cost_usd") {
             Some(l) => {
                 if r["cost_usd"] != l.actual {
-                    failures.push(format!("{client}/{}: cost_usd: documented loss expects {}, got {}", exp.scenario, l.actual, r["cost_usd"]));
+                    failures.push(format!(
+                        "{client}/{}: cost_usd: documented loss expects {}, got {}",
+                        exp.scenario, l.actual, r["cost_usd"]
+                    ));
                 }
             }
             None => {
                 let got = r["cost_usd"].as_str().and_then(|s| s.parse::<f64>().ok());
                 match got {
                     Some(c) if (c - exp.cost).abs() <= 1e-9 => {}
-                    _ => failures.push(format!("{client}/{}: cost_usd: want {}, got {}", exp.scenario, exp.cost, r["cost_usd"])),
+                    _ => failures.push(format!(
+                        "{client}/{}: cost_usd: want {}, got {}",
+                        exp.scenario, exp.cost, r["cost_usd"]
+                    )),
                 }
             }
         }
@@ -248,7 +299,10 @@ fn check_client(client: &str) {
         // TTFT: within 50 ms of the true time to the first content token on
         // streams; null on non-streaming calls; first-event losses stated.
         let ttft = r["ttft_ms"].as_f64();
-        match (loss("ttft_ms"), exp.stream && exp.outcome != "rate_limited" && exp.outcome != "overloaded") {
+        match (
+            loss("ttft_ms"),
+            exp.stream && exp.outcome != "rate_limited" && exp.outcome != "overloaded",
+        ) {
             (Some(l), _) if l.actual == json!("first-event") => {
                 let truth = exp.server_ttft_ms.expect("streams have a server TTFT");
                 match ttft {
@@ -261,19 +315,28 @@ fn check_client(client: &str) {
             }
             (Some(l), _) => {
                 if r["ttft_ms"] != l.actual {
-                    failures.push(format!("{client}/{}: ttft_ms: documented loss expects {}, got {}", exp.scenario, l.actual, r["ttft_ms"]));
+                    failures.push(format!(
+                        "{client}/{}: ttft_ms: documented loss expects {}, got {}",
+                        exp.scenario, l.actual, r["ttft_ms"]
+                    ));
                 }
             }
             (None, true) => {
                 let truth = exp.server_ttft_ms.expect("streams have a server TTFT");
                 match ttft {
                     Some(t) if (t - truth).abs() <= 50.0 => {}
-                    other => failures.push(format!("{client}/{}: ttft_ms: want {truth} ± 50, got {other:?}", exp.scenario)),
+                    other => failures.push(format!(
+                        "{client}/{}: ttft_ms: want {truth} ± 50, got {other:?}",
+                        exp.scenario
+                    )),
                 }
             }
             (None, false) => {
                 if exp.outcome == "success" && ttft.is_some() {
-                    failures.push(format!("{client}/{}: ttft_ms on a non-streaming call: {ttft:?}", exp.scenario));
+                    failures.push(format!(
+                        "{client}/{}: ttft_ms on a non-streaming call: {ttft:?}",
+                        exp.scenario
+                    ));
                 }
             }
         }
@@ -282,17 +345,30 @@ fn check_client(client: &str) {
         if exp.attempts > 1 {
             let got = r["retry_attempt"].as_u64();
             if got != Some(exp.attempts - 1) {
-                failures.push(format!("{client}/{}: retry_attempt: want {}, got {got:?}", exp.scenario, exp.attempts - 1));
+                failures.push(format!(
+                    "{client}/{}: retry_attempt: want {}, got {got:?}",
+                    exp.scenario,
+                    exp.attempts - 1
+                ));
             }
         }
         // Overload: all three forms flagged; never on a 429.
         let overload = r["overload"].as_bool().unwrap_or(false);
-        let want_overload = exp.error_type.as_deref() == Some("overloaded_error") && loss("outcome").is_none();
+        let want_overload =
+            exp.error_type.as_deref() == Some("overloaded_error") && loss("outcome").is_none();
         if overload != want_overload {
-            failures.push(format!("{client}/{}: overload: want {want_overload}, got {overload}", exp.scenario));
+            failures.push(format!(
+                "{client}/{}: overload: want {want_overload}, got {overload}",
+                exp.scenario
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -317,7 +393,12 @@ fn claude_code_json_matches_ground_truth() {
 
 #[test]
 fn every_fixture_client_is_covered() {
-    let covered = ["anthropic-native", "traceloop", "openlit", "claude-code-json"];
+    let covered = [
+        "anthropic-native",
+        "traceloop",
+        "openlit",
+        "claude-code-json",
+    ];
     let mut present: Vec<String> = std::fs::read_dir(shared_dir().join("fixtures"))
         .expect("fixtures dir")
         .filter_map(|e| e.ok())
@@ -325,6 +406,12 @@ fn every_fixture_client_is_covered() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     present.sort();
-    let missing: Vec<&String> = present.iter().filter(|p| !covered.contains(&p.as_str())).collect();
-    assert!(missing.is_empty(), "fixture clients without a ground-truth test: {missing:?}");
+    let missing: Vec<&String> = present
+        .iter()
+        .filter(|p| !covered.contains(&p.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "fixture clients without a ground-truth test: {missing:?}"
+    );
 }

@@ -42,9 +42,19 @@ pub fn assemble(m: &Merged<'_>, prices: &PriceTable, tenant: Option<&str>) -> Ca
     let time_unix_nano = m.start_unix_nano();
     let batch = m.pick(|o| o.batch).unwrap_or(false);
 
-    let (cost_usd, unpriced) = cost(c.outcome, normalized.as_ref().map(|n| n.family.as_str()), model.is_some(), &usage, time_unix_nano, batch, prices);
+    let (cost_usd, unpriced) = cost(
+        c.outcome,
+        normalized.as_ref().map(|n| n.family.as_str()),
+        model.is_some(),
+        &usage,
+        time_unix_nano,
+        batch,
+        prices,
+    );
 
-    let provider = m.provider().or_else(|| normalized.as_ref().and_then(|n| n.provider));
+    let provider = m
+        .provider()
+        .or_else(|| normalized.as_ref().and_then(|n| n.provider));
     let mut r = CallRecord {
         time_unix_nano,
         tenant: tenant.map(str::to_owned),
@@ -75,7 +85,11 @@ pub fn assemble(m: &Merged<'_>, prices: &PriceTable, tenant: Option<&str>) -> Ca
         cost_usd,
         unpriced,
         // TTFT exists only for streams, and only from a real measurement.
-        ttft_ms: if stream == Some(true) { m.ttft().map(|t| round_ms(t.ms)) } else { None },
+        ttft_ms: if stream == Some(true) {
+            m.ttft().map(|t| round_ms(t.ms))
+        } else {
+            None
+        },
         duration_ms: m.duration_ms().map(round_ms),
         retry_attempt: m.retry_attempt(),
         source: m.source(),
@@ -84,7 +98,12 @@ pub fn assemble(m: &Merged<'_>, prices: &PriceTable, tenant: Option<&str>) -> Ca
     identity(m, &mut r);
     if r.outcome.is_error() && r.outcome != Outcome::StreamError {
         // An HTTP error reports no usage: the API bills nothing.
-        for t in [&mut r.input_tokens, &mut r.cache_read_tokens, &mut r.cache_write_tokens, &mut r.output_tokens] {
+        for t in [
+            &mut r.input_tokens,
+            &mut r.cache_read_tokens,
+            &mut r.cache_write_tokens,
+            &mut r.output_tokens,
+        ] {
             if t.is_none() {
                 *t = Some(0);
             }
@@ -105,14 +124,19 @@ fn cost(
     batch: bool,
     prices: &PriceTable,
 ) -> (Option<Decimal>, bool) {
-    let billable = matches!(outcome, Outcome::Success | Outcome::StreamError | Outcome::Unknown);
+    let billable = matches!(
+        outcome,
+        Outcome::Success | Outcome::StreamError | Outcome::Unknown
+    );
     if !billable {
         return (Some(Decimal::ZERO), false);
     }
     if outcome == Outcome::Unknown && !usage.any() {
         return (None, false);
     }
-    let Some(family) = family else { return (None, has_model) };
+    let Some(family) = family else {
+        return (None, has_model);
+    };
     let (Some(input), Some(output)) = (usage.input_uncached, usage.output) else {
         return (None, prices.price(family, time_unix_nano).is_none());
     };

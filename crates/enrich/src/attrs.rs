@@ -12,7 +12,9 @@ pub const MAX_MAPPED_VALUE_LEN: usize = 512;
 pub fn as_i64(v: &AnyValue) -> Option<i64> {
     match v.value.as_ref()? {
         Value::IntValue(i) => Some(*i),
-        Value::DoubleValue(d) if d.fract() == 0.0 && d.is_finite() && d.abs() < 9.0e15 => Some(*d as i64),
+        Value::DoubleValue(d) if d.fract() == 0.0 && d.is_finite() && d.abs() < 9.0e15 => {
+            Some(*d as i64)
+        }
         Value::StringValue(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -53,13 +55,17 @@ pub fn as_str(v: &AnyValue) -> Option<&str> {
 
 /// A mapped identifier: a non-empty string of sane length.
 pub fn as_ident(v: &AnyValue) -> Option<&str> {
-    as_str(v).map(str::trim).filter(|s| !s.is_empty() && s.len() <= MAX_MAPPED_VALUE_LEN)
+    as_str(v)
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_MAPPED_VALUE_LEN)
 }
 
 /// Takes the string out of an attribute value without copying.
 pub fn take_string(v: &mut Option<AnyValue>) -> Option<String> {
     match v.as_mut()?.value.as_mut()? {
-        Value::StringValue(s) if !s.is_empty() && s.len() <= MAX_MAPPED_VALUE_LEN => Some(std::mem::take(s)),
+        Value::StringValue(s) if !s.is_empty() && s.len() <= MAX_MAPPED_VALUE_LEN => {
+            Some(std::mem::take(s))
+        }
         _ => None,
     }
 }
@@ -88,7 +94,9 @@ fn render_into(v: &AnyValue, out: &mut String, depth: usize) {
     }
     match v.value.as_ref() {
         None => {}
-        Some(Value::StringValue(s)) => out.push_str(&s[..floor_char_boundary(s, ATTRIBUTE_VALUE_MAX_LEN + 1)]),
+        Some(Value::StringValue(s)) => {
+            out.push_str(&s[..floor_char_boundary(s, ATTRIBUTE_VALUE_MAX_LEN + 1)])
+        }
         Some(Value::BoolValue(b)) => {
             let _ = write!(out, "{b}");
         }
@@ -203,20 +211,43 @@ pub fn is_content_key(key: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn s(x: &str) -> AnyValue {
-        AnyValue { value: Some(Value::StringValue(x.into())) }
+        AnyValue {
+            value: Some(Value::StringValue(x.into())),
+        }
     }
 
     #[test]
     fn numbers_parse_from_any_numeric_form() {
-        assert_eq!(as_u64(&AnyValue { value: Some(Value::IntValue(5)) }), Some(5));
+        assert_eq!(
+            as_u64(&AnyValue {
+                value: Some(Value::IntValue(5))
+            }),
+            Some(5)
+        );
         assert_eq!(as_u64(&s("42")), Some(42));
-        assert_eq!(as_u64(&AnyValue { value: Some(Value::IntValue(-1)) }), None);
-        assert_eq!(as_u64(&AnyValue { value: Some(Value::DoubleValue(3.0)) }), Some(3));
-        assert_eq!(as_u64(&AnyValue { value: Some(Value::DoubleValue(3.5)) }), None);
+        assert_eq!(
+            as_u64(&AnyValue {
+                value: Some(Value::IntValue(-1))
+            }),
+            None
+        );
+        assert_eq!(
+            as_u64(&AnyValue {
+                value: Some(Value::DoubleValue(3.0))
+            }),
+            Some(3)
+        );
+        assert_eq!(
+            as_u64(&AnyValue {
+                value: Some(Value::DoubleValue(3.5))
+            }),
+            None
+        );
         assert_eq!(as_f64(&s("0.25")), Some(0.25));
     }
 

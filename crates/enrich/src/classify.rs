@@ -83,7 +83,12 @@ pub fn classify(ev: &ErrorEvidence<'_>) -> Classification {
         },
     };
 
-    let overloaded_text = |t: &str| t.trim().eq_ignore_ascii_case("overloaded") || t.contains("'message': 'Overloaded'") || t.contains("\"message\":\"Overloaded\"") || t.contains("\"message\": \"Overloaded\"");
+    let overloaded_text = |t: &str| {
+        t.trim().eq_ignore_ascii_case("overloaded")
+            || t.contains("'message': 'Overloaded'")
+            || t.contains("\"message\":\"Overloaded\"")
+            || t.contains("\"message\": \"Overloaded\"")
+    };
     let overload = outcome == Outcome::Overloaded
         || error_type.as_deref() == Some("overloaded_error")
         || (outcome == Outcome::ApiError && ev.message.is_some_and(overloaded_text));
@@ -94,10 +99,17 @@ pub fn classify(ev: &ErrorEvidence<'_>) -> Classification {
         None
     };
 
-    Classification { outcome, http_status: status, error_type, overload, limit_kind }
+    Classification {
+        outcome,
+        http_status: status,
+        error_type,
+        overload,
+        limit_kind,
+    }
 }
 
 /// Maps an HTTP error status to its outcome.
+#[allow(clippy::match_overlapping_arm)] // specific statuses first, then the 4xx/5xx ranges
 pub fn outcome_for_status(status: u16) -> Outcome {
     match status {
         200..=299 => Outcome::Success,
@@ -169,27 +181,53 @@ fn short_class_name(class: &str) -> &str {
 
 /// Exception classes of the Anthropic Python and TypeScript SDKs (and httpx).
 fn class_status(class: &str) -> Option<ClassInfo> {
-    let http = |status: u16| ClassInfo { status: Some(status), error_type: error_type_for_status(status), network: None };
+    let http = |status: u16| ClassInfo {
+        status: Some(status),
+        error_type: error_type_for_status(status),
+        network: None,
+    };
     Some(match class {
         "BadRequestError" => http(400),
         "AuthenticationError" => http(401),
         "PermissionDeniedError" => http(403),
         "NotFoundError" => http(404),
-        "ConflictError" => ClassInfo { status: Some(409), error_type: None, network: None },
+        "ConflictError" => ClassInfo {
+            status: Some(409),
+            error_type: None,
+            network: None,
+        },
         "RequestTooLargeError" => http(413),
-        "UnprocessableEntityError" => ClassInfo { status: Some(422), error_type: None, network: None },
+        "UnprocessableEntityError" => ClassInfo {
+            status: Some(422),
+            error_type: None,
+            network: None,
+        },
         "RateLimitError" => http(429),
         "OverloadedError" => http(529),
         // Before OverloadedError existed, SDKs raised InternalServerError for
         // every status >= 500, 529 included: the message decides when present.
         "InternalServerError" => http(500),
-        "ServiceUnavailableError" => ClassInfo { status: Some(503), error_type: None, network: None },
+        "ServiceUnavailableError" => ClassInfo {
+            status: Some(503),
+            error_type: None,
+            network: None,
+        },
         "DeadlineExceededError" | "GatewayTimeoutError" => http(504),
-        "APITimeoutError" | "TimeoutException" | "ReadTimeout" | "ConnectTimeout" | "WriteTimeout" | "PoolTimeout"
-        | "TimeoutError" => ClassInfo { status: None, error_type: None, network: Some(Outcome::Timeout) },
-        "APIConnectionError" | "ConnectError" | "RemoteProtocolError" | "ConnectionError" | "NetworkError" => {
-            ClassInfo { status: None, error_type: None, network: Some(Outcome::ConnectionError) }
-        }
+        "APITimeoutError" | "TimeoutException" | "ReadTimeout" | "ConnectTimeout"
+        | "WriteTimeout" | "PoolTimeout" | "TimeoutError" => ClassInfo {
+            status: None,
+            error_type: None,
+            network: Some(Outcome::Timeout),
+        },
+        "APIConnectionError"
+        | "ConnectError"
+        | "RemoteProtocolError"
+        | "ConnectionError"
+        | "NetworkError" => ClassInfo {
+            status: None,
+            error_type: None,
+            network: Some(Outcome::ConnectionError),
+        },
         _ => return None,
     })
 }
@@ -212,7 +250,10 @@ pub fn parse_error_text(text: &str) -> ParsedError {
     let mut out = ParsedError::default();
     for marker in ["Error code: ", "status code ", "status_code=", "status: "] {
         if let Some(pos) = text.find(marker) {
-            let digits: String = text[pos + marker.len()..].chars().take_while(char::is_ascii_digit).collect();
+            let digits: String = text[pos + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
             if let Ok(s) = digits.parse::<u16>() {
                 if (100..600).contains(&s) {
                     out.status = Some(s);
@@ -224,9 +265,16 @@ pub fn parse_error_text(text: &str) -> ParsedError {
     let mut rest = text;
     while let Some(pos) = rest.find("type") {
         let after = &rest[pos + 4..];
-        let value = after.trim_start_matches(['\'', '"']).trim_start().trim_start_matches(':').trim_start();
+        let value = after
+            .trim_start_matches(['\'', '"'])
+            .trim_start()
+            .trim_start_matches(':')
+            .trim_start();
         let value = value.trim_start_matches(['\'', '"']);
-        let word: String = value.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let word: String = value
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         if is_api_error_type(&word) {
             out.error_type = Some(word);
             break;
@@ -234,7 +282,10 @@ pub fn parse_error_text(text: &str) -> ParsedError {
         rest = after;
     }
     if let Some(pos) = text.find("req_") {
-        let id: String = text[pos..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let id: String = text[pos..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         if id.len() > 8 {
             out.request_id = Some(id);
         }
@@ -247,7 +298,11 @@ pub fn limit_kind_from_message(message: &str) -> Option<LimitKind> {
     let m = message.to_ascii_lowercase();
     if m.contains("long context") {
         Some(LimitKind::LongContext)
-    } else if m.contains("spend") || m.contains("monthly") || m.contains("usage limit") || m.contains("billing") {
+    } else if m.contains("spend")
+        || m.contains("monthly")
+        || m.contains("usage limit")
+        || m.contains("billing")
+    {
         Some(LimitKind::Spend)
     } else if m.contains("output tokens per") {
         Some(LimitKind::OutputTokens)
@@ -263,11 +318,15 @@ pub fn limit_kind_from_message(message: &str) -> Option<LimitKind> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn with_status(s: u16) -> Classification {
-        classify(&ErrorEvidence { http_status: Some(s), ..Default::default() })
+        classify(&ErrorEvidence {
+            http_status: Some(s),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -334,20 +393,32 @@ mod tests {
             ("RateLimitError", Outcome::RateLimited, Some(429)),
             ("anthropic.OverloadedError", Outcome::Overloaded, Some(529)),
             ("BadRequestError", Outcome::InvalidRequest, Some(400)),
-            ("anthropic.AuthenticationError", Outcome::Authentication, Some(401)),
+            (
+                "anthropic.AuthenticationError",
+                Outcome::Authentication,
+                Some(401),
+            ),
             ("NotFoundError", Outcome::NotFound, Some(404)),
             ("InternalServerError", Outcome::ApiError, Some(500)),
             ("anthropic.APITimeoutError", Outcome::Timeout, None),
             ("APIConnectionError", Outcome::ConnectionError, None),
         ] {
-            let c = classify(&ErrorEvidence { exception_type: Some(class), failed: true, ..Default::default() });
+            let c = classify(&ErrorEvidence {
+                exception_type: Some(class),
+                failed: true,
+                ..Default::default()
+            });
             assert_eq!((c.outcome, c.http_status), (outcome, status), "{class}");
         }
     }
 
     #[test]
     fn unknown_exception_is_unknown_not_success() {
-        let c = classify(&ErrorEvidence { exception_type: Some("ValueError"), failed: true, ..Default::default() });
+        let c = classify(&ErrorEvidence {
+            exception_type: Some("ValueError"),
+            failed: true,
+            ..Default::default()
+        });
         assert_eq!(c.outcome, Outcome::Unknown);
     }
 
@@ -367,10 +438,19 @@ mod tests {
 
     #[test]
     fn api_error_saying_overloaded_is_flagged_but_keeps_its_outcome() {
-        let c = classify(&ErrorEvidence { http_status: Some(500), message: Some("Overloaded"), failed: true, ..Default::default() });
+        let c = classify(&ErrorEvidence {
+            http_status: Some(500),
+            message: Some("Overloaded"),
+            failed: true,
+            ..Default::default()
+        });
         assert_eq!(c.outcome, Outcome::ApiError);
         assert!(c.overload);
-        let plain = classify(&ErrorEvidence { http_status: Some(500), message: Some("Internal server error"), ..Default::default() });
+        let plain = classify(&ErrorEvidence {
+            http_status: Some(500),
+            message: Some("Internal server error"),
+            ..Default::default()
+        });
         assert!(!plain.overload);
     }
 
@@ -381,8 +461,13 @@ mod tests {
         );
         assert_eq!(p.status, Some(429));
         assert_eq!(p.error_type.as_deref(), Some("rate_limit_error"));
-        assert_eq!(p.request_id.as_deref(), Some("req_011CWeMiT2d5BBOEoKlf8cu2svatL"));
-        let j = parse_error_text(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_abcdefghij"}"#);
+        assert_eq!(
+            p.request_id.as_deref(),
+            Some("req_011CWeMiT2d5BBOEoKlf8cu2svatL")
+        );
+        let j = parse_error_text(
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_abcdefghij"}"#,
+        );
         assert_eq!(j.error_type.as_deref(), Some("overloaded_error"));
         assert_eq!(j.status, None);
     }
@@ -401,7 +486,11 @@ mod tests {
         for (msg, kind) in cases {
             assert_eq!(limit_kind_from_message(msg), kind, "{msg}");
         }
-        let c = classify(&ErrorEvidence { http_status: Some(429), message: Some(cases[0].0), ..Default::default() });
+        let c = classify(&ErrorEvidence {
+            http_status: Some(429),
+            message: Some(cases[0].0),
+            ..Default::default()
+        });
         assert_eq!(c.limit_kind, Some(LimitKind::Requests));
     }
 }

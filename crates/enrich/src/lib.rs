@@ -40,7 +40,10 @@ pub struct EnrichConfig {
 
 impl Default for EnrichConfig {
     fn default() -> Self {
-        EnrichConfig { prices: PriceTable::default_table(), tenant: None }
+        EnrichConfig {
+            prices: PriceTable::default_table(),
+            tenant: None,
+        }
     }
 }
 
@@ -69,12 +72,22 @@ pub struct Enricher {
 impl Enricher {
     /// A new enricher.
     pub fn new(config: EnrichConfig) -> Enricher {
-        Enricher { config, seq: 0, pending: Vec::new(), stats: EnrichStats::default() }
+        Enricher {
+            config,
+            seq: 0,
+            pending: Vec::new(),
+            stats: EnrichStats::default(),
+        }
     }
 
     /// Extracts the observations of one request and holds them for merging.
     pub fn push(&mut self, req: &ExportRequest) {
-        extract::extract(req, &mut self.seq, &mut self.stats.extract, &mut self.pending);
+        extract::extract(
+            req,
+            &mut self.seq,
+            &mut self.stats.extract,
+            &mut self.pending,
+        );
     }
 
     /// Merges everything pushed so far into call records, in arrival order.
@@ -96,6 +109,12 @@ impl Enricher {
 pub fn records_of(obs: &[Observation], config: &EnrichConfig) -> Vec<CallRecord> {
     merge::group(obs)
         .iter()
-        .map(|g| assemble::assemble(&merge::Merged::new(obs, g), &config.prices, config.tenant.as_deref()))
+        .map(|g| {
+            assemble::assemble(
+                &merge::Merged::new(obs, g),
+                &config.prices,
+                config.tenant.as_deref(),
+            )
+        })
         .collect()
 }

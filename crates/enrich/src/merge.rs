@@ -29,7 +29,9 @@ struct Dsu {
 
 impl Dsu {
     fn new(n: usize) -> Dsu {
-        Dsu { parent: (0..n).collect() }
+        Dsu {
+            parent: (0..n).collect(),
+        }
     }
     fn find(&mut self, mut x: usize) -> usize {
         while self.parent[x] != x {
@@ -61,8 +63,11 @@ impl<'a> Groups<'a> {
         if ra == rb {
             return true;
         }
-        let conflict = |x: Option<&str>, y: Option<&str>| matches!((x, y), (Some(x), Some(y)) if x != y);
-        if conflict(self.request_id[ra], self.request_id[rb]) || conflict(self.response_id[ra], self.response_id[rb]) {
+        let conflict =
+            |x: Option<&str>, y: Option<&str>| matches!((x, y), (Some(x), Some(y)) if x != y);
+        if conflict(self.request_id[ra], self.request_id[rb])
+            || conflict(self.response_id[ra], self.response_id[rb])
+        {
             return false;
         }
         self.dsu.parent[rb] = ra;
@@ -127,7 +132,9 @@ pub fn group(obs: &[Observation]) -> Vec<Vec<usize>> {
     }
     let mut orphan_attempts: HashMap<([u8; 16], [u8; 8]), Vec<usize>> = HashMap::new();
     for (i, o) in obs.iter().enumerate() {
-        let (Some(t), Some(p)) = (o.trace_id, o.parent_span_id) else { continue };
+        let (Some(t), Some(p)) = (o.trace_id, o.parent_span_id) else {
+            continue;
+        };
         match by_span.get(&(t, p)) {
             Some(&j) if o.kind() == EvidenceKind::HttpSpan => {
                 g.union(j, i);
@@ -135,7 +142,9 @@ pub fn group(obs: &[Observation]) -> Vec<Vec<usize>> {
             Some(&j) if obs[j].kind().is_call_level() && call_children.get(&j) == Some(&1) => {
                 g.union(j, i);
             }
-            None if o.kind() == EvidenceKind::HttpSpan => orphan_attempts.entry((t, p)).or_default().push(i),
+            None if o.kind() == EvidenceKind::HttpSpan => {
+                orphan_attempts.entry((t, p)).or_default().push(i)
+            }
             _ => {}
         }
     }
@@ -199,7 +208,12 @@ fn join_twins(obs: &[Observation], g: &mut Groups<'_>) {
     }
     sdk_only.sort_by_key(|&i| obs[i].start_unix_nano);
     instr_only.sort_by_key(|&i| obs[i].start_unix_nano);
-    let family = |o: &Observation| o.request_model.as_deref().and_then(crate::model_id::normalize).map(|m| m.family);
+    let family = |o: &Observation| {
+        o.request_model
+            .as_deref()
+            .and_then(crate::model_id::normalize)
+            .map(|m| m.family)
+    };
     let mut used = vec![false; instr_only.len()];
     for &s in &sdk_only {
         let so = &obs[s];
@@ -207,12 +221,14 @@ fn join_twins(obs: &[Observation], g: &mut Groups<'_>) {
         let mut best: Option<(u64, usize)> = None;
         for (k, &c) in instr_only.iter().enumerate() {
             let co = &obs[c];
-            if used[k] || co.service != so.service || co.trace_id == so.trace_id && co.trace_id.is_some() {
+            if used[k]
+                || co.service != so.service
+                || co.trace_id == so.trace_id && co.trace_id.is_some()
+            {
                 continue;
             }
             let inside = co.start_unix_nano <= so.start_unix_nano + TWIN_SLACK_NS
-                && so.end_unix_nano <= co.end_unix_nano + TWIN_SLACK_NS
-                && so.start_unix_nano + TWIN_SLACK_NS >= co.start_unix_nano;
+                && so.end_unix_nano <= co.end_unix_nano + TWIN_SLACK_NS;
             if !inside || family(co) != s_family {
                 continue;
             }
@@ -240,27 +256,47 @@ pub struct Merged<'a> {
 impl<'a> Merged<'a> {
     /// Orders a group's observations by trust.
     pub fn new(obs: &'a [Observation], group: &[usize]) -> Merged<'a> {
-        let mut members: Vec<&Observation> = group.iter().map(|&i| &obs[i]).filter(|o| o.kind().is_call_level()).collect();
+        let mut members: Vec<&Observation> = group
+            .iter()
+            .map(|&i| &obs[i])
+            .filter(|o| o.kind().is_call_level())
+            .collect();
         members.sort_by_key(|o| (std::cmp::Reverse(o.kind().rank()), o.seq));
-        let mut attempts: Vec<&Observation> = group.iter().map(|&i| &obs[i]).filter(|o| !o.kind().is_call_level()).collect();
+        let mut attempts: Vec<&Observation> = group
+            .iter()
+            .map(|&i| &obs[i])
+            .filter(|o| !o.kind().is_call_level())
+            .collect();
         attempts.sort_by_key(|o| (o.start_unix_nano, o.seq));
         Merged { members, attempts }
     }
 
     /// The first value in trust order, call-level evidence before HTTP attempts.
     pub fn pick<T>(&self, f: impl Fn(&'a Observation) -> Option<T>) -> Option<T> {
-        self.members.iter().find_map(|o| f(*o)).or_else(|| self.attempts.iter().rev().find_map(|o| f(*o)))
+        self.members
+            .iter()
+            .copied()
+            .find_map(&f)
+            .or_else(|| self.attempts.iter().rev().copied().find_map(&f))
     }
 
     /// The most trusted observation.
     pub fn primary(&self) -> &'a Observation {
-        self.members.first().or(self.attempts.last()).copied().unwrap_or_else(|| unreachable_empty())
+        self.members
+            .first()
+            .or(self.attempts.last())
+            .copied()
+            .unwrap_or_else(|| unreachable_empty())
     }
 
     /// HTTP status of the final attempt: the SDK's own, else the last HTTP
     /// attempt span's, else any call-level statement.
     pub fn http_status(&self) -> Option<u16> {
-        let sdk = self.members.iter().find(|o| o.kind() == EvidenceKind::SdkSpan).and_then(|o| o.http_status);
+        let sdk = self
+            .members
+            .iter()
+            .find(|o| o.kind() == EvidenceKind::SdkSpan)
+            .and_then(|o| o.http_status);
         sdk.or_else(|| self.attempts.last().and_then(|o| o.http_status))
             .or_else(|| self.members.iter().find_map(|o| o.http_status))
     }
@@ -277,9 +313,13 @@ impl<'a> Merged<'a> {
 
     /// Retries before the final attempt.
     pub fn retry_attempt(&self) -> Option<u32> {
-        self.members.iter().find_map(|o| o.retry_attempt).or_else(|| {
-            (!self.attempts.is_empty()).then(|| u32::try_from(self.attempts.len() - 1).unwrap_or(u32::MAX))
-        })
+        self.members
+            .iter()
+            .find_map(|o| o.retry_attempt)
+            .or_else(|| {
+                (!self.attempts.is_empty())
+                    .then(|| u32::try_from(self.attempts.len() - 1).unwrap_or(u32::MAX))
+            })
     }
 
     /// TTFT from the source that measures closest to the first content token.
@@ -295,14 +335,21 @@ impl<'a> Merged<'a> {
 
     /// Streaming flag: true if any source says so (some omit it on streams).
     pub fn stream(&self) -> Option<bool> {
-        let all = self.members.iter().chain(self.attempts.iter()).filter_map(|o| o.stream);
+        let all = self
+            .members
+            .iter()
+            .chain(self.attempts.iter())
+            .filter_map(|o| o.stream);
         all.fold(None, |acc, s| Some(acc.unwrap_or(false) || s))
     }
 
     /// Call start: the earliest start among the evidence.
     pub fn start_unix_nano(&self) -> u64 {
-        let starts = |v: &Vec<&Observation>| v.iter().map(|o| o.start_unix_nano).filter(|t| *t > 0).min();
-        starts(&self.members).or_else(|| starts(&self.attempts)).unwrap_or(0)
+        let starts =
+            |v: &Vec<&Observation>| v.iter().map(|o| o.start_unix_nano).filter(|t| *t > 0).min();
+        starts(&self.members)
+            .or_else(|| starts(&self.attempts))
+            .unwrap_or(0)
     }
 
     /// Duration: the SDK span's (it covers retries), else the primary's.
@@ -358,8 +405,14 @@ fn unreachable_empty() -> &'static Observation {
 /// Fills the identity fields of a record from the merged evidence.
 pub fn identity(m: &Merged<'_>, r: &mut CallRecord) {
     let primary = m.primary();
-    r.trace_id = primary.trace_id.map(hex::encode).or_else(|| m.pick(|o| o.trace_id.map(hex::encode)));
-    r.span_id = primary.span_id.map(hex::encode).or_else(|| m.pick(|o| o.span_id.map(hex::encode)));
+    r.trace_id = primary
+        .trace_id
+        .map(hex::encode)
+        .or_else(|| m.pick(|o| o.trace_id.map(hex::encode)));
+    r.span_id = primary
+        .span_id
+        .map(hex::encode)
+        .or_else(|| m.pick(|o| o.span_id.map(hex::encode)));
     r.service = m.pick(|o| o.service.clone());
     r.environment = m.pick(|o| o.environment.clone());
     r.organization_id = m.pick(|o| o.organization_id.clone());

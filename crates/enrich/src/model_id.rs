@@ -62,7 +62,9 @@ pub fn normalize(raw: &str) -> Option<ModelId> {
     // Drop trailing noise: dates, "latest", anything that is not a version or tier.
     while let Some(last) = parts.last() {
         let is_date = last.len() == 8 && last.chars().all(|c| c.is_ascii_digit());
-        let keep = !is_date && (TIERS.contains(last) || (last.len() <= 2 && last.chars().all(|c| c.is_ascii_digit())));
+        let keep = !is_date
+            && (TIERS.contains(last)
+                || (last.len() <= 2 && last.chars().all(|c| c.is_ascii_digit())));
         if keep || parts.len() == 1 {
             break;
         }
@@ -83,10 +85,14 @@ pub fn normalize(raw: &str) -> Option<ModelId> {
     if !parts.iter().skip(1).any(|p| TIERS.contains(p)) && parts.len() < 2 {
         return None;
     }
-    Some(ModelId { family: parts.join("-"), provider })
+    Some(ModelId {
+        family: parts.join("-"),
+        provider,
+    })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -120,15 +126,27 @@ mod tests {
     #[test]
     fn bedrock_and_vertex_ids() {
         let b = normalize("us.anthropic.claude-sonnet-4-5-20250929-v1:0").unwrap();
-        assert_eq!((b.family.as_str(), b.provider), ("claude-sonnet-4-5", Some(Provider::Bedrock)));
-        assert_eq!(fam("anthropic.claude-3-5-sonnet-20241022-v2:0").as_deref(), Some("claude-3-5-sonnet"));
-        assert_eq!(fam("global.anthropic.claude-haiku-4-5-20251001-v1:0").as_deref(), Some("claude-haiku-4-5"));
+        assert_eq!(
+            (b.family.as_str(), b.provider),
+            ("claude-sonnet-4-5", Some(Provider::Bedrock))
+        );
+        assert_eq!(
+            fam("anthropic.claude-3-5-sonnet-20241022-v2:0").as_deref(),
+            Some("claude-3-5-sonnet")
+        );
+        assert_eq!(
+            fam("global.anthropic.claude-haiku-4-5-20251001-v1:0").as_deref(),
+            Some("claude-haiku-4-5")
+        );
         assert_eq!(
             fam("arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-opus-4-1-20250805-v1:0").as_deref(),
             Some("claude-opus-4-1")
         );
         let v = normalize("claude-sonnet-4-5@20250929").unwrap();
-        assert_eq!((v.family.as_str(), v.provider), ("claude-sonnet-4-5", Some(Provider::Vertex)));
+        assert_eq!(
+            (v.family.as_str(), v.provider),
+            ("claude-sonnet-4-5", Some(Provider::Vertex))
+        );
         assert_eq!(
             fam("projects/p/locations/us-east5/publishers/anthropic/models/claude-3-5-haiku@20241022").as_deref(),
             Some("claude-3-5-haiku")

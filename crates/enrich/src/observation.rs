@@ -118,7 +118,10 @@ pub struct Usage {
 impl Usage {
     /// True when any count is known.
     pub fn any(&self) -> bool {
-        self.input_uncached.is_some() || self.cache_read.is_some() || self.cache_write.is_some() || self.output.is_some()
+        self.input_uncached.is_some()
+            || self.cache_read.is_some()
+            || self.cache_write.is_some()
+            || self.output.is_some()
     }
 }
 

@@ -57,7 +57,11 @@ impl DecimalText {
         text.parse::<Decimal>()
             .ok()
             .filter(|d| !d.is_sign_negative())
-            .ok_or(PriceTableError::Decimal { family: family.to_owned(), field, value: text })
+            .ok_or(PriceTableError::Decimal {
+                family: family.to_owned(),
+                field,
+                value: text,
+            })
     }
 }
 
@@ -178,8 +182,10 @@ impl PriceTable {
         let mut models: HashMap<String, Vec<ModelPrice>> = HashMap::new();
         for entry in file.models {
             let family = entry.family.trim().to_ascii_lowercase();
-            let day = parse_date(&entry.effective_from)
-                .ok_or_else(|| PriceTableError::Date { family: family.clone(), value: entry.effective_from.clone() })?;
+            let day = parse_date(&entry.effective_from).ok_or_else(|| PriceTableError::Date {
+                family: family.clone(),
+                value: entry.effective_from.clone(),
+            })?;
             let long_context = match &entry.long_context {
                 None => None,
                 Some(lc) => Some(LongContext {
@@ -199,7 +205,10 @@ impl PriceTable {
         for list in models.values_mut() {
             list.sort_by_key(|p| p.effective_from_day);
         }
-        Ok(PriceTable { multipliers, models })
+        Ok(PriceTable {
+            multipliers,
+            models,
+        })
     }
 
     /// The shared multipliers.
@@ -215,14 +224,26 @@ impl PriceTable {
             return list.last();
         }
         let day = (time_unix_nano / 86_400_000_000_000) as i64;
-        list.iter().rev().find(|p| p.effective_from_day <= day).or_else(|| list.first())
+        list.iter()
+            .rev()
+            .find(|p| p.effective_from_day <= day)
+            .or_else(|| list.first())
     }
 
     /// Exact cost of a call in USD, or `None` when the family has no price.
-    pub fn cost(&self, family: &str, time_unix_nano: u64, tokens: BillableTokens, batch: bool) -> Option<Decimal> {
+    pub fn cost(
+        &self,
+        family: &str,
+        time_unix_nano: u64,
+        tokens: BillableTokens,
+        batch: bool,
+    ) -> Option<Decimal> {
         let price = self.price(family, time_unix_nano)?;
         let m = &self.multipliers;
-        let total_input = tokens.input.saturating_add(tokens.cache_read).saturating_add(tokens.cache_write);
+        let total_input = tokens
+            .input
+            .saturating_add(tokens.cache_read)
+            .saturating_add(tokens.cache_write);
         let (input_price, output_price) = match &price.long_context {
             Some(lc) if total_input > lc.threshold_tokens => (lc.input, lc.output),
             _ => (price.input, price.output),
@@ -266,6 +287,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::str::FromStr;
@@ -275,7 +297,9 @@ mod tests {
     }
 
     fn cost(family: &str, t: BillableTokens) -> Decimal {
-        PriceTable::default_table().cost(family, 0, t, false).unwrap()
+        PriceTable::default_table()
+            .cost(family, 0, t, false)
+            .unwrap()
     }
 
     #[test]
@@ -299,7 +323,14 @@ mod tests {
 
     #[test]
     fn plain_input_and_output() {
-        let c = cost("claude-sonnet-4-5", BillableTokens { input: 1200, output: 85, ..Default::default() });
+        let c = cost(
+            "claude-sonnet-4-5",
+            BillableTokens {
+                input: 1200,
+                output: 85,
+                ..Default::default()
+            },
+        );
         assert_eq!(c, dec("0.004875"));
     }
 
@@ -308,46 +339,100 @@ mod tests {
         // SPEC cache_opus: 310 in, 4096 read, 1024 write, 120 out on opus 4.1.
         let c = cost(
             "claude-opus-4-1",
-            BillableTokens { input: 310, cache_read: 4096, cache_write: 1024, output: 120, ..Default::default() },
+            BillableTokens {
+                input: 310,
+                cache_read: 4096,
+                cache_write: 1024,
+                output: 120,
+                ..Default::default()
+            },
         );
         assert_eq!(c, dec("0.038994"));
     }
 
     #[test]
     fn one_hour_writes_cost_twice_input() {
-        let c = cost("claude-sonnet-4-5", BillableTokens { cache_write: 1000, cache_write_1h: 1000, ..Default::default() });
+        let c = cost(
+            "claude-sonnet-4-5",
+            BillableTokens {
+                cache_write: 1000,
+                cache_write_1h: 1000,
+                ..Default::default()
+            },
+        );
         assert_eq!(c, dec("0.006"));
-        let mixed =
-            cost("claude-sonnet-4-5", BillableTokens { cache_write: 1000, cache_write_1h: 400, ..Default::default() });
+        let mixed = cost(
+            "claude-sonnet-4-5",
+            BillableTokens {
+                cache_write: 1000,
+                cache_write_1h: 400,
+                ..Default::default()
+            },
+        );
         // 600 * 3.75 + 400 * 6 = 2250 + 2400 = 4650 micro-USD
         assert_eq!(mixed, dec("0.00465"));
     }
 
     #[test]
     fn long_context_applies_to_all_tokens_above_threshold() {
-        let at = cost("claude-sonnet-4-5", BillableTokens { input: 200_000, output: 1000, ..Default::default() });
+        let at = cost(
+            "claude-sonnet-4-5",
+            BillableTokens {
+                input: 200_000,
+                output: 1000,
+                ..Default::default()
+            },
+        );
         assert_eq!(at, dec("0.615")); // 200k * 3 + 1000 * 15, not above
         let above = cost(
             "claude-sonnet-4-5",
-            BillableTokens { input: 150_000, cache_read: 50_001, output: 1000, ..Default::default() },
+            BillableTokens {
+                input: 150_000,
+                cache_read: 50_001,
+                output: 1000,
+                ..Default::default()
+            },
         );
         // 150000*6 + 50001*0.6 + 1000*22.5 = 900000 + 30000.6 + 22500
         assert_eq!(above, dec("0.9525006"));
         // Haiku has no long-context rate.
-        let haiku = cost("claude-haiku-4-5", BillableTokens { input: 300_000, ..Default::default() });
+        let haiku = cost(
+            "claude-haiku-4-5",
+            BillableTokens {
+                input: 300_000,
+                ..Default::default()
+            },
+        );
         assert_eq!(haiku, dec("0.3"));
     }
 
     #[test]
     fn batch_halves_the_cost() {
         let t = PriceTable::default_table();
-        let c = t.cost("claude-sonnet-4-5", 0, BillableTokens { input: 1200, output: 85, ..Default::default() }, true);
+        let c = t.cost(
+            "claude-sonnet-4-5",
+            0,
+            BillableTokens {
+                input: 1200,
+                output: 85,
+                ..Default::default()
+            },
+            true,
+        );
         assert_eq!(c, Some(dec("0.0024375")));
     }
 
     #[test]
     fn unknown_family_is_unpriced() {
-        assert_eq!(PriceTable::default_table().cost("claude-9-mystery", 0, BillableTokens::default(), false), None);
+        assert_eq!(
+            PriceTable::default_table().cost(
+                "claude-9-mystery",
+                0,
+                BillableTokens::default(),
+                false
+            ),
+            None
+        );
     }
 
     #[test]
@@ -372,21 +457,38 @@ mod tests {
             "#,
         )
         .unwrap();
-        let day = |y, m, d| (days_from_civil(y, m, d) as u64) * 86_400_000_000_000 + 3_600_000_000_000;
-        let tok = BillableTokens { input: 1_000_000, ..Default::default() };
-        assert_eq!(t.cost("claude-x-1", day(2025, 6, 1), tok, false), Some(dec("3")));
-        assert_eq!(t.cost("claude-x-1", day(2026, 1, 1), tok, false), Some(dec("1")));
-        assert_eq!(t.cost("claude-x-1", day(2024, 1, 1), tok, false), Some(dec("3")));
+        let day =
+            |y, m, d| (days_from_civil(y, m, d) as u64) * 86_400_000_000_000 + 3_600_000_000_000;
+        let tok = BillableTokens {
+            input: 1_000_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            t.cost("claude-x-1", day(2025, 6, 1), tok, false),
+            Some(dec("3"))
+        );
+        assert_eq!(
+            t.cost("claude-x-1", day(2026, 1, 1), tok, false),
+            Some(dec("1"))
+        );
+        assert_eq!(
+            t.cost("claude-x-1", day(2024, 1, 1), tok, false),
+            Some(dec("3"))
+        );
         assert_eq!(t.multipliers().cache_read, dec("0.1"));
     }
 
     #[test]
     fn bad_tables_are_rejected_with_the_reason() {
-        let err = PriceTable::from_toml("[multipliers]\ncache_write_5m='x'\ncache_write_1h=2\ncache_read=1\nbatch=1\n")
-            .unwrap_err();
+        let err = PriceTable::from_toml(
+            "[multipliers]\ncache_write_5m='x'\ncache_write_1h=2\ncache_read=1\nbatch=1\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("cache_write_5m"), "{err}");
-        let err = PriceTable::from_toml("[multipliers]\ncache_write_5m=1\ncache_write_1h=2\ncache_read=1\nbatch=1\nbogus=1\n")
-            .unwrap_err();
+        let err = PriceTable::from_toml(
+            "[multipliers]\ncache_write_5m=1\ncache_write_1h=2\ncache_read=1\nbatch=1\nbogus=1\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
     }
 

@@ -2,6 +2,8 @@
 //! (see docs/conventions.md): each test builds what the instrumentation emits
 //! and asserts the record.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use claudewatch_enrich::{CallRecord, EnrichConfig, Enricher};
 use claudewatch_model::{LimitKind, Outcome, Provider};
 use claudewatch_otlp::{decode, Encoding, ExportRequest, Signal};
@@ -15,7 +17,9 @@ fn attr(key: &str, v: Value) -> Value {
         Value::Bool(b) => json!({ "boolValue": b }),
         Value::Number(n) if n.is_i64() || n.is_u64() => json!({ "intValue": n.to_string() }),
         Value::Number(n) => json!({ "doubleValue": n }),
-        Value::Array(a) => json!({ "arrayValue": { "values": a.into_iter().map(|x| json!({"stringValue": x})).collect::<Vec<_>>() } }),
+        Value::Array(a) => {
+            json!({ "arrayValue": { "values": a.into_iter().map(|x| json!({"stringValue": x})).collect::<Vec<_>>() } })
+        }
         other => panic!("unsupported {other}"),
     };
     json!({ "key": key, "value": value })
@@ -88,7 +92,9 @@ fn enrich(reqs: &[ExportRequest]) -> Vec<CallRecord> {
 }
 
 fn cost(r: &CallRecord) -> String {
-    r.cost_usd.map(|c| c.to_string()).unwrap_or_else(|| "null".into())
+    r.cost_usd
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "null".into())
 }
 
 #[test]
@@ -110,19 +116,33 @@ fn otel_genai_instrumentation_input_includes_cache_tokens() {
                 ("gen_ai.usage.cache_read.input_tokens", json!(2048)),
                 ("gen_ai.usage.cache_creation.input_tokens", json!(512)),
                 ("gen_ai.usage.output_tokens", json!(180)),
-                ("gen_ai.input.messages", json!("[{\"role\":\"user\",\"parts\":[{\"content\":\"secret prompt\"}]}]")),
+                (
+                    "gen_ai.input.messages",
+                    json!("[{\"role\":\"user\",\"parts\":[{\"content\":\"secret prompt\"}]}]"),
+                ),
                 ("server.address", json!("api.anthropic.com")),
             ],
             ..Default::default()
         }],
     );
     let r = &enrich(&[req])[0];
-    assert_eq!((r.input_tokens, r.cache_read_tokens, r.cache_write_tokens, r.output_tokens), (Some(12), Some(2048), Some(512), Some(180)));
+    assert_eq!(
+        (
+            r.input_tokens,
+            r.cache_read_tokens,
+            r.cache_write_tokens,
+            r.output_tokens
+        ),
+        (Some(12), Some(2048), Some(512), Some(180))
+    );
     // 12*3 + 2048*0.3 + 512*3.75 + 180*15 = 36 + 614.4 + 1920 + 2700 micro-USD
     assert_eq!(cost(r), "0.0052704");
     assert_eq!(r.outcome, Outcome::Success);
     assert!(r.source.starts_with("otel_anthropic@1.1b1"), "{}", r.source);
-    assert!(!r.attributes.contains_key("gen_ai.input.messages"), "message contents must never be copied");
+    assert!(
+        !r.attributes.contains_key("gen_ai.input.messages"),
+        "message contents must never be copied"
+    );
     assert!(!serde_json::to_string(r).unwrap().contains("secret prompt"));
 }
 
@@ -136,7 +156,10 @@ fn legacy_bedrock_gen_ai_system_is_uncached_and_bedrock() {
             attrs: vec![
                 ("gen_ai.system", json!("aws.bedrock")),
                 ("gen_ai.operation.name", json!("chat")),
-                ("gen_ai.request.model", json!("us.anthropic.claude-sonnet-4-5-20250929-v1:0")),
+                (
+                    "gen_ai.request.model",
+                    json!("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+                ),
                 ("gen_ai.usage.input_tokens", json!(1200)),
                 ("gen_ai.usage.output_tokens", json!(85)),
             ],
@@ -156,7 +179,10 @@ fn non_claude_genai_spans_are_ignored() {
         "python",
         &[SpanSpec {
             scope: "opentelemetry.instrumentation.openai_v2",
-            attrs: vec![("gen_ai.provider.name", json!("openai")), ("gen_ai.request.model", json!("gpt-4o"))],
+            attrs: vec![
+                ("gen_ai.provider.name", json!("openai")),
+                ("gen_ai.request.model", json!("gpt-4o")),
+            ],
             ..Default::default()
         }],
     );
@@ -186,7 +212,10 @@ fn openinference_wrapping_the_sdk_span_is_one_call() {
                     ("llm.token_count.total", json!(2266)),
                     ("llm.token_count.prompt_details.cache_read", json!(512)),
                     ("llm.token_count.prompt_details.cache_write", json!(1733)),
-                    ("llm.input_messages.0.message.content", json!("What is the capital of France?")),
+                    (
+                        "llm.input_messages.0.message.content",
+                        json!("What is the capital of France?"),
+                    ),
                     ("output.value", json!(output)),
                     ("output.mime_type", json!("application/json")),
                 ],
@@ -218,10 +247,22 @@ fn openinference_wrapping_the_sdk_span_is_one_call() {
     let records = enrich(&[req]);
     assert_eq!(records.len(), 1, "{records:#?}");
     let r = &records[0];
-    assert_eq!((r.input_tokens, r.cache_read_tokens, r.cache_write_tokens, r.output_tokens), (Some(10), Some(512), Some(1733), Some(11)));
+    assert_eq!(
+        (
+            r.input_tokens,
+            r.cache_read_tokens,
+            r.cache_write_tokens,
+            r.output_tokens
+        ),
+        (Some(10), Some(512), Some(1733), Some(11))
+    );
     assert_eq!(r.request_id.as_deref(), Some("req_011abc"));
     assert_eq!(r.response_id.as_deref(), Some("msg_01Bx"));
-    assert!(r.source.contains("anthropic_sdk") && r.source.contains("openinference"), "{}", r.source);
+    assert!(
+        r.source.contains("anthropic_sdk") && r.source.contains("openinference"),
+        "{}",
+        r.source
+    );
     assert!(!serde_json::to_string(r).unwrap().contains("Paris"));
 }
 
@@ -249,7 +290,10 @@ fn openinference_token_counts_fold_by_version_and_language() {
     };
     assert_eq!(enrich(&[span("python", "1.1.2")])[0].input_tokens, Some(10));
     // The JS instrumentation reports the API's uncached prompt count.
-    assert_eq!(enrich(&[span("nodejs", "0.1.21")])[0].input_tokens, Some(2255));
+    assert_eq!(
+        enrich(&[span("nodejs", "0.1.21")])[0].input_tokens,
+        Some(2255)
+    );
 }
 
 #[test]
@@ -262,8 +306,18 @@ fn logfire_success_uses_raw_usage_and_errors_parse_the_message() {
             name: "Message with {request_data[model]!r}",
             attrs: vec![
                 ("logfire.msg", json!("Message with 'claude-haiku-4-5'")),
-                ("request_data", json!(r#"{"model":"claude-haiku-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#)),
-                ("response_data", json!(r#"{"message":{"role":"assistant","content":"hello"},"usage":{"input_tokens":5,"cache_read_input_tokens":3000,"cache_creation_input_tokens":0,"output_tokens":7}}"#)),
+                (
+                    "request_data",
+                    json!(
+                        r#"{"model":"claude-haiku-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#
+                    ),
+                ),
+                (
+                    "response_data",
+                    json!(
+                        r#"{"message":{"role":"assistant","content":"hello"},"usage":{"input_tokens":5,"cache_read_input_tokens":3000,"cache_creation_input_tokens":0,"output_tokens":7}}"#
+                    ),
+                ),
                 ("gen_ai.provider.name", json!("anthropic")),
                 ("gen_ai.request.model", json!("claude-haiku-4-5")),
                 ("gen_ai.response.model", json!("claude-haiku-4-5-20251001")),
@@ -275,7 +329,10 @@ fn logfire_success_uses_raw_usage_and_errors_parse_the_message() {
         }],
     );
     let r = &enrich(&[ok])[0];
-    assert_eq!((r.input_tokens, r.cache_read_tokens, r.output_tokens), (Some(5), Some(3000), Some(7)));
+    assert_eq!(
+        (r.input_tokens, r.cache_read_tokens, r.output_tokens),
+        (Some(5), Some(3000), Some(7))
+    );
     assert_eq!(r.model_family.as_deref(), Some("claude-haiku-4-5"));
 
     let msg = "Error code: 429 - {'type': 'error', 'error': {'type': 'rate_limit_error', 'message': 'This request would exceed the rate limit for your organization of 8,000 output tokens per minute.'}}";
@@ -319,7 +376,10 @@ fn unlinked_twin_error_spans_merge_by_time_and_model() {
                 start_ms: 0,
                 end_ms: 9,
                 error: Some("boom"),
-                attrs: vec![("gen_ai.request.model", json!("claude-sonnet-4-5")), ("error.type", json!("OverloadedError"))],
+                attrs: vec![
+                    ("gen_ai.request.model", json!("claude-sonnet-4-5")),
+                    ("error.type", json!("OverloadedError")),
+                ],
                 ..Default::default()
             },
             SpanSpec {
@@ -366,7 +426,13 @@ fn separate_calls_of_one_model_are_not_merged() {
         ],
         ..Default::default()
     };
-    let req = traces("python", &[call("1111111111111111", 0, "req_a"), call("2222222222222222", 100, "req_b")]);
+    let req = traces(
+        "python",
+        &[
+            call("1111111111111111", 0, "req_a"),
+            call("2222222222222222", 100, "req_b"),
+        ],
+    );
     assert_eq!(enrich(&[req]).len(), 2);
 }
 
@@ -421,40 +487,62 @@ fn claude_code_over_protobuf_with_event_name_field() {
     use claudewatch_otlp::proto::resource::v1::Resource;
     use prost::Message;
 
-    let kv = |k: &str, v: V| KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), key_strindex: 0 };
+    let kv = |k: &str, v: V| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        key_strindex: 0,
+    };
     let record = |event_name: &str, body: Option<&str>, attrs: Vec<KeyValue>| LogRecord {
         time_unix_nano: T0,
         event_name: event_name.into(),
-        body: body.map(|b| AnyValue { value: Some(V::StringValue(b.into())) }),
+        body: body.map(|b| AnyValue {
+            value: Some(V::StringValue(b.into())),
+        }),
         attributes: attrs,
         ..Default::default()
     };
     let req = ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(Resource {
-                attributes: vec![kv("service.name", V::StringValue("claude-code".into())), kv("service.version", V::StringValue("2.1.330".into()))],
+                attributes: vec![
+                    kv("service.name", V::StringValue("claude-code".into())),
+                    kv("service.version", V::StringValue("2.1.330".into())),
+                ],
                 ..Default::default()
             }),
             scope_logs: vec![ScopeLogs {
                 scope: None,
                 log_records: vec![
                     // Older releases sent numbers as strings; newer set the event_name field.
-                    record("claude_code.api_request", None, vec![
-                        kv("model", V::StringValue("us.anthropic.claude-sonnet-4-5-20250929-v1:0".into())),
-                        kv("input_tokens", V::StringValue("3".into())),
-                        kv("output_tokens", V::IntValue(200)),
-                        kv("cache_read_tokens", V::IntValue(30906)),
-                        kv("cache_creation_tokens", V::IntValue(19688)),
-                        kv("duration_ms", V::IntValue(2100)),
-                        kv("request_id", V::StringValue("req_cc1".into())),
-                        kv("prompt", V::StringValue("secret".into())),
-                    ]),
-                    record("", Some("claude_code.api_error"), vec![
-                        kv("model", V::StringValue("claude-opus-4-5".into())),
-                        kv("status_code", V::IntValue(500)),
-                        kv("error", V::StringValue("Overloaded".into())),
-                        kv("attempt", V::IntValue(3)),
-                    ]),
+                    record(
+                        "claude_code.api_request",
+                        None,
+                        vec![
+                            kv(
+                                "model",
+                                V::StringValue(
+                                    "us.anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+                                ),
+                            ),
+                            kv("input_tokens", V::StringValue("3".into())),
+                            kv("output_tokens", V::IntValue(200)),
+                            kv("cache_read_tokens", V::IntValue(30906)),
+                            kv("cache_creation_tokens", V::IntValue(19688)),
+                            kv("duration_ms", V::IntValue(2100)),
+                            kv("request_id", V::StringValue("req_cc1".into())),
+                            kv("prompt", V::StringValue("secret".into())),
+                        ],
+                    ),
+                    record(
+                        "",
+                        Some("claude_code.api_error"),
+                        vec![
+                            kv("model", V::StringValue("claude-opus-4-5".into())),
+                            kv("status_code", V::IntValue(500)),
+                            kv("error", V::StringValue("Overloaded".into())),
+                            kv("attempt", V::IntValue(3)),
+                        ],
+                    ),
                     record("", Some("claude_code.tool_result"), vec![]),
                 ],
                 schema_url: String::new(),
@@ -468,10 +556,21 @@ fn claude_code_over_protobuf_with_event_name_field() {
     assert_eq!(records.len(), 2);
     let ok = &records[0];
     assert_eq!(ok.provider, Some(Provider::Bedrock));
-    assert_eq!((ok.input_tokens, ok.cache_read_tokens, ok.cache_write_tokens, ok.output_tokens), (Some(3), Some(30906), Some(19688), Some(200)));
+    assert_eq!(
+        (
+            ok.input_tokens,
+            ok.cache_read_tokens,
+            ok.cache_write_tokens,
+            ok.output_tokens
+        ),
+        (Some(3), Some(30906), Some(19688), Some(200))
+    );
     // 3*3 + 30906*0.3 + 19688*3.75 + 200*15 = 9 + 9271.8 + 73830 + 3000 micro-USD
     assert_eq!(cost(ok), "0.0861108");
     assert!(!serde_json::to_string(ok).unwrap().contains("secret"));
     let err = &records[1];
-    assert_eq!((err.outcome, err.overload, err.retry_attempt), (Outcome::ApiError, true, Some(2)));
+    assert_eq!(
+        (err.outcome, err.overload, err.retry_attempt),
+        (Outcome::ApiError, true, Some(2))
+    );
 }

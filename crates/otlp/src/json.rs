@@ -7,18 +7,21 @@
 
 use serde_json::{Map, Value};
 
-use crate::proto::common::v1::{any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList};
+use crate::proto::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
 use crate::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use crate::proto::metrics::v1::{
-    exponential_histogram_data_point::Buckets, metric, number_data_point, summary_data_point::ValueAtQuantile,
-    ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
-    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+    exponential_histogram_data_point::Buckets, metric, number_data_point,
+    summary_data_point::ValueAtQuantile, ExponentialHistogram, ExponentialHistogramDataPoint,
+    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    Sum, Summary, SummaryDataPoint,
 };
 use crate::proto::resource::v1::Resource;
 use crate::proto::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
 use crate::{
-    DecodeError, ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportRequest, ExportTraceServiceRequest,
-    Signal, MAX_ANY_VALUE_DEPTH,
+    DecodeError, ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportRequest,
+    ExportTraceServiceRequest, Signal, MAX_ANY_VALUE_DEPTH,
 };
 
 /// An error with its path, built innermost-first as it propagates.
@@ -29,7 +32,10 @@ struct JErr {
 
 impl JErr {
     fn new(message: impl Into<String>) -> JErr {
-        JErr { segments: Vec::new(), message: message.into() }
+        JErr {
+            segments: Vec::new(),
+            message: message.into(),
+        }
     }
     fn at(mut self, key: &str) -> JErr {
         self.segments.push(format!(".{key}"));
@@ -47,7 +53,10 @@ impl JErr {
         if path.is_empty() {
             path.push('$');
         }
-        DecodeError::JsonShape { path, message: self.message }
+        DecodeError::JsonShape {
+            path,
+            message: self.message,
+        }
     }
 }
 
@@ -61,17 +70,26 @@ pub(crate) fn decode(signal: Signal, bytes: &[u8]) -> Result<ExportRequest, Deco
     if !obj.contains_key(signal.json_key()) {
         for other in [Signal::Traces, Signal::Logs, Signal::Metrics] {
             if other != signal && obj.contains_key(other.json_key()) {
-                return Err(DecodeError::WrongSignal { expected: signal, found: other });
+                return Err(DecodeError::WrongSignal {
+                    expected: signal,
+                    found: other,
+                });
             }
         }
     }
     let result = match signal {
-        Signal::Traces => list(obj, "resourceSpans", "resource_spans", resource_spans)
-            .map(|resource_spans| ExportRequest::Traces(ExportTraceServiceRequest { resource_spans })),
+        Signal::Traces => {
+            list(obj, "resourceSpans", "resource_spans", resource_spans).map(|resource_spans| {
+                ExportRequest::Traces(ExportTraceServiceRequest { resource_spans })
+            })
+        }
         Signal::Logs => list(obj, "resourceLogs", "resource_logs", resource_logs)
             .map(|resource_logs| ExportRequest::Logs(ExportLogsServiceRequest { resource_logs })),
-        Signal::Metrics => list(obj, "resourceMetrics", "resource_metrics", resource_metrics)
-            .map(|resource_metrics| ExportRequest::Metrics(ExportMetricsServiceRequest { resource_metrics })),
+        Signal::Metrics => list(obj, "resourceMetrics", "resource_metrics", resource_metrics).map(
+            |resource_metrics| {
+                ExportRequest::Metrics(ExportMetricsServiceRequest { resource_metrics })
+            },
+        ),
     };
     result.map_err(JErr::into_decode_error)
 }
@@ -79,11 +97,14 @@ pub(crate) fn decode(signal: Signal, bytes: &[u8]) -> Result<ExportRequest, Deco
 // ---- generic helpers -------------------------------------------------------
 
 fn field<'a>(obj: &'a Map<String, Value>, camel: &str, snake: &str) -> Option<&'a Value> {
-    obj.get(camel).or_else(|| obj.get(snake)).filter(|v| !v.is_null())
+    obj.get(camel)
+        .or_else(|| obj.get(snake))
+        .filter(|v| !v.is_null())
 }
 
 fn as_object<'a>(v: &'a Value, what: &str) -> R<&'a Map<String, Value>> {
-    v.as_object().ok_or_else(|| JErr::new(format!("expected {what} to be an object")))
+    v.as_object()
+        .ok_or_else(|| JErr::new(format!("expected {what} to be an object")))
 }
 
 fn list<T>(
@@ -92,8 +113,12 @@ fn list<T>(
     snake: &str,
     each: impl Fn(&Map<String, Value>) -> R<T>,
 ) -> R<Vec<T>> {
-    let Some(v) = field(obj, camel, snake) else { return Ok(Vec::new()) };
-    let arr = v.as_array().ok_or_else(|| JErr::new("expected an array").at(camel))?;
+    let Some(v) = field(obj, camel, snake) else {
+        return Ok(Vec::new());
+    };
+    let arr = v
+        .as_array()
+        .ok_or_else(|| JErr::new("expected an array").at(camel))?;
     arr.iter()
         .enumerate()
         .map(|(i, item)| {
@@ -114,16 +139,24 @@ fn string(obj: &Map<String, Value>, camel: &str, snake: &str) -> R<String> {
 
 fn parse_u64(v: &Value) -> Result<u64, String> {
     match v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| format!("expected an unsigned integer, got {n}")),
-        Value::String(s) => s.parse().map_err(|_| format!("expected an unsigned integer, got {s:?}")),
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("expected an unsigned integer, got {n}")),
+        Value::String(s) => s
+            .parse()
+            .map_err(|_| format!("expected an unsigned integer, got {s:?}")),
         _ => Err("expected an unsigned integer (number or string)".into()),
     }
 }
 
 fn parse_i64(v: &Value) -> Result<i64, String> {
     match v {
-        Value::Number(n) => n.as_i64().ok_or_else(|| format!("expected an integer, got {n}")),
-        Value::String(s) => s.parse().map_err(|_| format!("expected an integer, got {s:?}")),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| format!("expected an integer, got {n}")),
+        Value::String(s) => s
+            .parse()
+            .map_err(|_| format!("expected an integer, got {s:?}")),
         _ => Err("expected an integer (number or string)".into()),
     }
 }
@@ -135,7 +168,9 @@ fn parse_f64(v: &Value) -> Result<f64, String> {
             "NaN" => Ok(f64::NAN),
             "Infinity" => Ok(f64::INFINITY),
             "-Infinity" => Ok(f64::NEG_INFINITY),
-            other => other.parse().map_err(|_| format!("expected a number, got {other:?}")),
+            other => other
+                .parse()
+                .map_err(|_| format!("expected a number, got {other:?}")),
         },
         _ => Err("expected a number".into()),
     }
@@ -159,13 +194,20 @@ fn u32_field(obj: &Map<String, Value>, camel: &str, snake: &str) -> R<u32> {
 }
 
 fn i32_field(obj: &Map<String, Value>, camel: &str, snake: &str) -> R<i32> {
-    let Some(v) = field(obj, camel, snake) else { return Ok(0) };
+    let Some(v) = field(obj, camel, snake) else {
+        return Ok(0);
+    };
     let n = parse_i64(v).map_err(|m| JErr::new(m).at(camel))?;
     i32::try_from(n).map_err(|_| JErr::new(format!("{n} does not fit in 32 bits")).at(camel))
 }
 
 /// An enum given as its integer or its name (`SPAN_KIND_CLIENT`).
-fn enum_field(obj: &Map<String, Value>, camel: &str, snake: &str, by_name: fn(&str) -> Option<i32>) -> R<i32> {
+fn enum_field(
+    obj: &Map<String, Value>,
+    camel: &str,
+    snake: &str,
+    by_name: fn(&str) -> Option<i32>,
+) -> R<i32> {
     match field(obj, camel, snake) {
         None => Ok(0),
         Some(Value::String(s)) => by_name(s)
@@ -184,16 +226,23 @@ fn id_field(obj: &Map<String, Value>, camel: &str, snake: &str, len: usize) -> R
     if s.is_empty() {
         return Ok(Vec::new());
     }
-    let bytes = hex::decode(&s).map_err(|_| JErr::new(format!("expected {} hex digits, got {s:?}", len * 2)).at(camel))?;
+    let bytes = hex::decode(&s)
+        .map_err(|_| JErr::new(format!("expected {} hex digits, got {s:?}", len * 2)).at(camel))?;
     if bytes.len() != len {
-        return Err(JErr::new(format!("expected {} hex digits, got {}", len * 2, s.len())).at(camel));
+        return Err(
+            JErr::new(format!("expected {} hex digits, got {}", len * 2, s.len())).at(camel),
+        );
     }
     Ok(bytes)
 }
 
 fn f64_list(obj: &Map<String, Value>, camel: &str, snake: &str) -> R<Vec<f64>> {
-    let Some(v) = field(obj, camel, snake) else { return Ok(Vec::new()) };
-    let arr = v.as_array().ok_or_else(|| JErr::new("expected an array").at(camel))?;
+    let Some(v) = field(obj, camel, snake) else {
+        return Ok(Vec::new());
+    };
+    let arr = v
+        .as_array()
+        .ok_or_else(|| JErr::new("expected an array").at(camel))?;
     arr.iter()
         .enumerate()
         .map(|(i, x)| parse_f64(x).map_err(|m| JErr::new(m).at_index(camel, i)))
@@ -201,8 +250,12 @@ fn f64_list(obj: &Map<String, Value>, camel: &str, snake: &str) -> R<Vec<f64>> {
 }
 
 fn u64_list(obj: &Map<String, Value>, camel: &str, snake: &str) -> R<Vec<u64>> {
-    let Some(v) = field(obj, camel, snake) else { return Ok(Vec::new()) };
-    let arr = v.as_array().ok_or_else(|| JErr::new("expected an array").at(camel))?;
+    let Some(v) = field(obj, camel, snake) else {
+        return Ok(Vec::new());
+    };
+    let arr = v
+        .as_array()
+        .ok_or_else(|| JErr::new("expected an array").at(camel))?;
     arr.iter()
         .enumerate()
         .map(|(i, x)| parse_u64(x).map_err(|m| JErr::new(m).at_index(camel, i)))
@@ -219,27 +272,45 @@ fn key_value(obj: &Map<String, Value>, depth: usize) -> R<KeyValue> {
     let key = string(obj, "key", "key")?;
     let value = match field(obj, "value", "value") {
         None => None,
-        Some(v) => Some(any_value(as_object(v, "value").map_err(|e| e.at("value"))?, depth).map_err(|e| e.at("value"))?),
+        Some(v) => Some(
+            any_value(as_object(v, "value").map_err(|e| e.at("value"))?, depth)
+                .map_err(|e| e.at("value"))?,
+        ),
     };
-    Ok(KeyValue { key, value, key_strindex: 0 })
+    Ok(KeyValue {
+        key,
+        value,
+        key_strindex: 0,
+    })
 }
 
 fn any_value(obj: &Map<String, Value>, depth: usize) -> R<AnyValue> {
     use any_value::Value as V;
     if depth > MAX_ANY_VALUE_DEPTH {
-        return Err(JErr::new(format!("values nested deeper than {MAX_ANY_VALUE_DEPTH} levels")));
+        return Err(JErr::new(format!(
+            "values nested deeper than {MAX_ANY_VALUE_DEPTH} levels"
+        )));
     }
     let value = if let Some(v) = field(obj, "stringValue", "string_value") {
-        V::StringValue(v.as_str().ok_or_else(|| JErr::new("expected a string").at("stringValue"))?.to_owned())
+        V::StringValue(
+            v.as_str()
+                .ok_or_else(|| JErr::new("expected a string").at("stringValue"))?
+                .to_owned(),
+        )
     } else if let Some(v) = field(obj, "boolValue", "bool_value") {
-        V::BoolValue(v.as_bool().ok_or_else(|| JErr::new("expected a boolean").at("boolValue"))?)
+        V::BoolValue(
+            v.as_bool()
+                .ok_or_else(|| JErr::new("expected a boolean").at("boolValue"))?,
+        )
     } else if let Some(v) = field(obj, "intValue", "int_value") {
         V::IntValue(parse_i64(v).map_err(|m| JErr::new(m).at("intValue"))?)
     } else if let Some(v) = field(obj, "doubleValue", "double_value") {
         V::DoubleValue(parse_f64(v).map_err(|m| JErr::new(m).at("doubleValue"))?)
     } else if let Some(v) = field(obj, "bytesValue", "bytes_value") {
         use base64::Engine;
-        let s = v.as_str().ok_or_else(|| JErr::new("expected a base64 string").at("bytesValue"))?;
+        let s = v
+            .as_str()
+            .ok_or_else(|| JErr::new("expected a base64 string").at("bytesValue"))?;
         V::BytesValue(
             base64::engine::general_purpose::STANDARD
                 .decode(s)
@@ -247,11 +318,13 @@ fn any_value(obj: &Map<String, Value>, depth: usize) -> R<AnyValue> {
         )
     } else if let Some(v) = field(obj, "arrayValue", "array_value") {
         let inner = as_object(v, "arrayValue").map_err(|e| e.at("arrayValue"))?;
-        let values = list(inner, "values", "values", |x| any_value(x, depth + 1)).map_err(|e| e.at("arrayValue"))?;
+        let values = list(inner, "values", "values", |x| any_value(x, depth + 1))
+            .map_err(|e| e.at("arrayValue"))?;
         V::ArrayValue(ArrayValue { values })
     } else if let Some(v) = field(obj, "kvlistValue", "kvlist_value") {
         let inner = as_object(v, "kvlistValue").map_err(|e| e.at("kvlistValue"))?;
-        let values = list(inner, "values", "values", |x| key_value(x, depth + 1)).map_err(|e| e.at("kvlistValue"))?;
+        let values = list(inner, "values", "values", |x| key_value(x, depth + 1))
+            .map_err(|e| e.at("kvlistValue"))?;
         V::KvlistValue(KeyValueList { values })
     } else {
         return Ok(AnyValue { value: None });
@@ -260,25 +333,37 @@ fn any_value(obj: &Map<String, Value>, depth: usize) -> R<AnyValue> {
 }
 
 fn resource(obj: &Map<String, Value>) -> R<Option<Resource>> {
-    let Some(v) = field(obj, "resource", "resource") else { return Ok(None) };
+    let Some(v) = field(obj, "resource", "resource") else {
+        return Ok(None);
+    };
     let r = as_object(v, "resource").map_err(|e| e.at("resource"))?;
     Ok(Some(Resource {
         attributes: attributes(r).map_err(|e| e.at("resource"))?,
-        dropped_attributes_count: u32_field(r, "droppedAttributesCount", "dropped_attributes_count")
-            .map_err(|e| e.at("resource"))?,
+        dropped_attributes_count: u32_field(
+            r,
+            "droppedAttributesCount",
+            "dropped_attributes_count",
+        )
+        .map_err(|e| e.at("resource"))?,
         entity_refs: Vec::new(),
     }))
 }
 
 fn scope(obj: &Map<String, Value>) -> R<Option<InstrumentationScope>> {
-    let Some(v) = field(obj, "scope", "scope") else { return Ok(None) };
+    let Some(v) = field(obj, "scope", "scope") else {
+        return Ok(None);
+    };
     let s = as_object(v, "scope").map_err(|e| e.at("scope"))?;
     let build = || -> R<InstrumentationScope> {
         Ok(InstrumentationScope {
             name: string(s, "name", "name")?,
             version: string(s, "version", "version")?,
             attributes: attributes(s)?,
-            dropped_attributes_count: u32_field(s, "droppedAttributesCount", "dropped_attributes_count")?,
+            dropped_attributes_count: u32_field(
+                s,
+                "droppedAttributesCount",
+                "dropped_attributes_count",
+            )?,
         })
     };
     build().map(Some).map_err(|e| e.at("scope"))
@@ -308,17 +393,27 @@ fn span(obj: &Map<String, Value>) -> R<Span> {
         parent_span_id: id_field(obj, "parentSpanId", "parent_span_id", 8)?,
         flags: u32_field(obj, "flags", "flags")?,
         name: string(obj, "name", "name")?,
-        kind: enum_field(obj, "kind", "kind", |s| span::SpanKind::from_str_name(s).map(|k| k as i32))?,
+        kind: enum_field(obj, "kind", "kind", |s| {
+            span::SpanKind::from_str_name(s).map(|k| k as i32)
+        })?,
         start_time_unix_nano: u64_field(obj, "startTimeUnixNano", "start_time_unix_nano")?,
         end_time_unix_nano: u64_field(obj, "endTimeUnixNano", "end_time_unix_nano")?,
         attributes: attributes(obj)?,
-        dropped_attributes_count: u32_field(obj, "droppedAttributesCount", "dropped_attributes_count")?,
+        dropped_attributes_count: u32_field(
+            obj,
+            "droppedAttributesCount",
+            "dropped_attributes_count",
+        )?,
         events: list(obj, "events", "events", |e| {
             Ok(span::Event {
                 time_unix_nano: u64_field(e, "timeUnixNano", "time_unix_nano")?,
                 name: string(e, "name", "name")?,
                 attributes: attributes(e)?,
-                dropped_attributes_count: u32_field(e, "droppedAttributesCount", "dropped_attributes_count")?,
+                dropped_attributes_count: u32_field(
+                    e,
+                    "droppedAttributesCount",
+                    "dropped_attributes_count",
+                )?,
             })
         })?,
         dropped_events_count: u32_field(obj, "droppedEventsCount", "dropped_events_count")?,
@@ -328,7 +423,11 @@ fn span(obj: &Map<String, Value>) -> R<Span> {
                 span_id: id_field(l, "spanId", "span_id", 8)?,
                 trace_state: string(l, "traceState", "trace_state")?,
                 attributes: attributes(l)?,
-                dropped_attributes_count: u32_field(l, "droppedAttributesCount", "dropped_attributes_count")?,
+                dropped_attributes_count: u32_field(
+                    l,
+                    "droppedAttributesCount",
+                    "dropped_attributes_count",
+                )?,
                 flags: u32_field(l, "flags", "flags")?,
             })
         })?,
@@ -339,8 +438,10 @@ fn span(obj: &Map<String, Value>) -> R<Span> {
                 let s = as_object(v, "status").map_err(|e| e.at("status"))?;
                 Some(Status {
                     message: string(s, "message", "message").map_err(|e| e.at("status"))?,
-                    code: enum_field(s, "code", "code", |n| status::StatusCode::from_str_name(n).map(|c| c as i32))
-                        .map_err(|e| e.at("status"))?,
+                    code: enum_field(s, "code", "code", |n| {
+                        status::StatusCode::from_str_name(n).map(|c| c as i32)
+                    })
+                    .map_err(|e| e.at("status"))?,
                 })
             }
         },
@@ -374,10 +475,17 @@ fn log_record(obj: &Map<String, Value>) -> R<LogRecord> {
         severity_text: string(obj, "severityText", "severity_text")?,
         body: match field(obj, "body", "body") {
             None => None,
-            Some(v) => Some(any_value(as_object(v, "body").map_err(|e| e.at("body"))?, 0).map_err(|e| e.at("body"))?),
+            Some(v) => Some(
+                any_value(as_object(v, "body").map_err(|e| e.at("body"))?, 0)
+                    .map_err(|e| e.at("body"))?,
+            ),
         },
         attributes: attributes(obj)?,
-        dropped_attributes_count: u32_field(obj, "droppedAttributesCount", "dropped_attributes_count")?,
+        dropped_attributes_count: u32_field(
+            obj,
+            "droppedAttributesCount",
+            "dropped_attributes_count",
+        )?,
         flags: u32_field(obj, "flags", "flags")?,
         trace_id: id_field(obj, "traceId", "trace_id", 16)?,
         span_id: id_field(obj, "spanId", "span_id", 8)?,
@@ -403,9 +511,12 @@ fn resource_metrics(obj: &Map<String, Value>) -> R<ResourceMetrics> {
 
 fn temporality(obj: &Map<String, Value>) -> R<i32> {
     use crate::proto::metrics::v1::AggregationTemporality as T;
-    enum_field(obj, "aggregationTemporality", "aggregation_temporality", |s| {
-        T::from_str_name(s).map(|t| t as i32)
-    })
+    enum_field(
+        obj,
+        "aggregationTemporality",
+        "aggregation_temporality",
+        |s| T::from_str_name(s).map(|t| t as i32),
+    )
 }
 
 fn metric(obj: &Map<String, Value>) -> R<Metric> {
@@ -416,21 +527,31 @@ fn metric(obj: &Map<String, Value>) -> R<Metric> {
         }
     };
     let data = if let Some(g) = sub("gauge", "gauge")? {
-        Some(metric::Data::Gauge(Gauge { data_points: list(g, "dataPoints", "data_points", number_point).map_err(|e| e.at("gauge"))? }))
+        Some(metric::Data::Gauge(Gauge {
+            data_points: list(g, "dataPoints", "data_points", number_point)
+                .map_err(|e| e.at("gauge"))?,
+        }))
     } else if let Some(s) = sub("sum", "sum")? {
         let build = || -> R<Sum> {
             Ok(Sum {
                 data_points: list(s, "dataPoints", "data_points", number_point)?,
                 aggregation_temporality: temporality(s)?,
-                is_monotonic: field(s, "isMonotonic", "is_monotonic").and_then(Value::as_bool).unwrap_or(false),
+                is_monotonic: field(s, "isMonotonic", "is_monotonic")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             })
         };
         Some(metric::Data::Sum(build().map_err(|e| e.at("sum"))?))
     } else if let Some(h) = sub("histogram", "histogram")? {
         let build = || -> R<Histogram> {
-            Ok(Histogram { data_points: list(h, "dataPoints", "data_points", histogram_point)?, aggregation_temporality: temporality(h)? })
+            Ok(Histogram {
+                data_points: list(h, "dataPoints", "data_points", histogram_point)?,
+                aggregation_temporality: temporality(h)?,
+            })
         };
-        Some(metric::Data::Histogram(build().map_err(|e| e.at("histogram"))?))
+        Some(metric::Data::Histogram(
+            build().map_err(|e| e.at("histogram"))?,
+        ))
     } else if let Some(h) = sub("exponentialHistogram", "exponential_histogram")? {
         let build = || -> R<ExponentialHistogram> {
             Ok(ExponentialHistogram {
@@ -438,9 +559,14 @@ fn metric(obj: &Map<String, Value>) -> R<Metric> {
                 aggregation_temporality: temporality(h)?,
             })
         };
-        Some(metric::Data::ExponentialHistogram(build().map_err(|e| e.at("exponentialHistogram"))?))
+        Some(metric::Data::ExponentialHistogram(
+            build().map_err(|e| e.at("exponentialHistogram"))?,
+        ))
     } else if let Some(s) = sub("summary", "summary")? {
-        Some(metric::Data::Summary(Summary { data_points: list(s, "dataPoints", "data_points", summary_point).map_err(|e| e.at("summary"))? }))
+        Some(metric::Data::Summary(Summary {
+            data_points: list(s, "dataPoints", "data_points", summary_point)
+                .map_err(|e| e.at("summary"))?,
+        }))
     } else {
         None
     };
@@ -455,9 +581,13 @@ fn metric(obj: &Map<String, Value>) -> R<Metric> {
 
 fn number_point(obj: &Map<String, Value>) -> R<NumberDataPoint> {
     let value = if let Some(v) = field(obj, "asInt", "as_int") {
-        Some(number_data_point::Value::AsInt(parse_i64(v).map_err(|m| JErr::new(m).at("asInt"))?))
+        Some(number_data_point::Value::AsInt(
+            parse_i64(v).map_err(|m| JErr::new(m).at("asInt"))?,
+        ))
     } else if let Some(v) = field(obj, "asDouble", "as_double") {
-        Some(number_data_point::Value::AsDouble(parse_f64(v).map_err(|m| JErr::new(m).at("asDouble"))?))
+        Some(number_data_point::Value::AsDouble(
+            parse_f64(v).map_err(|m| JErr::new(m).at("asDouble"))?,
+        ))
     } else {
         None
     };
@@ -488,10 +618,15 @@ fn histogram_point(obj: &Map<String, Value>) -> R<HistogramDataPoint> {
 }
 
 fn buckets(obj: &Map<String, Value>, camel: &str, snake: &str) -> R<Option<Buckets>> {
-    let Some(v) = field(obj, camel, snake) else { return Ok(None) };
+    let Some(v) = field(obj, camel, snake) else {
+        return Ok(None);
+    };
     let b = as_object(v, camel).map_err(|e| e.at(camel))?;
     let build = || -> R<Buckets> {
-        Ok(Buckets { offset: i32_field(b, "offset", "offset")?, bucket_counts: u64_list(b, "bucketCounts", "bucket_counts")? })
+        Ok(Buckets {
+            offset: i32_field(b, "offset", "offset")?,
+            bucket_counts: u64_list(b, "bucketCounts", "bucket_counts")?,
+        })
     };
     build().map(Some).map_err(|e| e.at(camel))
 }
@@ -533,6 +668,7 @@ fn summary_point(obj: &Map<String, Value>) -> R<SummaryDataPoint> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::{decode as decode_any, Encoding};
@@ -563,9 +699,14 @@ mod tests {
 
     #[test]
     fn bad_trace_id_names_its_path() {
-        let err = traces(r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{},{"traceId":"xyz"}]}]}]}"#).unwrap_err();
+        let err =
+            traces(r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{},{"traceId":"xyz"}]}]}]}"#)
+                .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("resourceSpans[0].scopeSpans[0].spans[1].traceId"), "{msg}");
+        assert!(
+            msg.contains("resourceSpans[0].scopeSpans[0].spans[1].traceId"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -580,7 +721,9 @@ mod tests {
         for _ in 0..35 {
             v = format!(r#"{{"arrayValue":{{"values":[{v}]}}}}"#);
         }
-        let doc = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"attributes":[{{"key":"k","value":{v}}}]}}]}}]}}]}}"#);
+        let doc = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"attributes":[{{"key":"k","value":{v}}}]}}]}}]}}]}}"#
+        );
         let err = traces(&doc).unwrap_err();
         assert!(err.to_string().contains("nested deeper"), "{err}");
     }

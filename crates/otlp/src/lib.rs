@@ -14,11 +14,11 @@ mod json;
 
 use std::fmt;
 
+/// The generated OTLP message types, re-exported so callers need no second dependency.
+pub use opentelemetry_proto::tonic as proto;
 pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-/// The generated OTLP message types, re-exported so callers need no second dependency.
-pub use opentelemetry_proto::tonic as proto;
 
 use prost::Message;
 
@@ -197,7 +197,11 @@ pub fn metric_point_count(m: &proto::metrics::v1::Metric) -> usize {
 /// Decodes an export request of the given signal and encoding.
 ///
 /// An empty body is a valid, empty request (OTLP says so).
-pub fn decode(signal: Signal, encoding: Encoding, bytes: &[u8]) -> Result<ExportRequest, DecodeError> {
+pub fn decode(
+    signal: Signal,
+    encoding: Encoding,
+    bytes: &[u8],
+) -> Result<ExportRequest, DecodeError> {
     match encoding {
         Encoding::Protobuf => decode_protobuf(signal, bytes),
         Encoding::Json => json::decode(signal, bytes),
@@ -207,9 +211,13 @@ pub fn decode(signal: Signal, encoding: Encoding, bytes: &[u8]) -> Result<Export
 fn decode_protobuf(signal: Signal, bytes: &[u8]) -> Result<ExportRequest, DecodeError> {
     let wrap = |source| DecodeError::Protobuf { signal, source };
     Ok(match signal {
-        Signal::Traces => ExportRequest::Traces(ExportTraceServiceRequest::decode(bytes).map_err(wrap)?),
+        Signal::Traces => {
+            ExportRequest::Traces(ExportTraceServiceRequest::decode(bytes).map_err(wrap)?)
+        }
         Signal::Logs => ExportRequest::Logs(ExportLogsServiceRequest::decode(bytes).map_err(wrap)?),
-        Signal::Metrics => ExportRequest::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(wrap)?),
+        Signal::Metrics => {
+            ExportRequest::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(wrap)?)
+        }
     })
 }
 
@@ -226,14 +234,21 @@ pub fn sniff_other_signal(expected: Signal, encoding: Encoding, bytes: &[u8]) ->
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn signal_from_file_names() {
-        assert_eq!(Signal::from_file_name("dir/001-traces.pb"), Some(Signal::Traces));
+        assert_eq!(
+            Signal::from_file_name("dir/001-traces.pb"),
+            Some(Signal::Traces)
+        );
         assert_eq!(Signal::from_file_name("003-logs.json"), Some(Signal::Logs));
-        assert_eq!(Signal::from_file_name("x-metrics.pb"), Some(Signal::Metrics));
+        assert_eq!(
+            Signal::from_file_name("x-metrics.pb"),
+            Some(Signal::Metrics)
+        );
         assert_eq!(Signal::from_file_name("body.bin"), None);
     }
 
@@ -247,6 +262,9 @@ mod tests {
     fn truncated_protobuf_is_an_error() {
         // field 1, length-delimited, says 100 bytes follow; only 2 do.
         let err = decode(Signal::Traces, Encoding::Protobuf, &[0x0a, 100, 1, 2]).unwrap_err();
-        assert!(err.to_string().contains("invalid protobuf traces request"), "{err}");
+        assert!(
+            err.to_string().contains("invalid protobuf traces request"),
+            "{err}"
+        );
     }
 }

@@ -42,7 +42,8 @@ pub struct EnrichArgs {
 }
 
 fn parse_signal(s: &str) -> Result<Signal, String> {
-    Signal::parse(s).ok_or_else(|| format!("unknown signal {s:?} (expected traces, logs or metrics)"))
+    Signal::parse(s)
+        .ok_or_else(|| format!("unknown signal {s:?} (expected traces, logs or metrics)"))
 }
 
 /// Runs the command.
@@ -50,11 +51,16 @@ pub fn run(args: EnrichArgs) -> anyhow::Result<ExitCode> {
     let prices = match &args.prices {
         None => PriceTable::default_table(),
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading price table {}", path.display()))?;
-            PriceTable::from_toml(&text).with_context(|| format!("price table {}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading price table {}", path.display()))?;
+            PriceTable::from_toml(&text)
+                .with_context(|| format!("price table {}", path.display()))?
         }
     };
-    let mut enricher = Enricher::new(EnrichConfig { prices, tenant: args.tenant.clone() });
+    let mut enricher = Enricher::new(EnrichConfig {
+        prices,
+        tenant: args.tenant.clone(),
+    });
     let mut files_ok = 0u64;
     let mut files_rejected = 0u64;
 
@@ -86,9 +92,22 @@ pub fn run(args: EnrichArgs) -> anyhow::Result<ExitCode> {
         "claudewatch: {} files read, {} rejected; {} spans, {} log records, {} metric points; \
          {} observations of Claude calls, {} records ({} observations merged as duplicates); \
          {} items not about Claude calls",
-        files_ok, files_rejected, x.spans, x.log_records, x.metric_points, x.observations, s.calls, s.merged, x.not_claude
+        files_ok,
+        files_rejected,
+        x.spans,
+        x.log_records,
+        x.metric_points,
+        x.observations,
+        s.calls,
+        s.merged,
+        x.not_claude
     );
-    if x.total_token_mismatches + x.folding_contradictions + x.truncated_values + x.dropped_attributes > 0 {
+    if x.total_token_mismatches
+        + x.folding_contradictions
+        + x.truncated_values
+        + x.dropped_attributes
+        > 0
+    {
         eprintln!(
             "claudewatch: {} total-token mismatches, {} cache-folding contradictions, {} attribute values truncated, {} attributes dropped",
             x.total_token_mismatches, x.folding_contradictions, x.truncated_values, x.dropped_attributes
@@ -98,18 +117,31 @@ pub fn run(args: EnrichArgs) -> anyhow::Result<ExitCode> {
         eprintln!("claudewatch: rejected {n} items: {reason}");
     }
     let anything_rejected = files_rejected > 0 || x.rejected_total() > 0;
-    Ok(if anything_rejected { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if anything_rejected {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn read_request(path: &std::path::Path, signal: Option<Signal>) -> anyhow::Result<claudewatch_otlp::ExportRequest> {
+fn read_request(
+    path: &std::path::Path,
+    signal: Option<Signal>,
+) -> anyhow::Result<claudewatch_otlp::ExportRequest> {
     let name = path.to_string_lossy();
     let signal = match signal.or_else(|| Signal::from_file_name(&name)) {
         Some(s) => s,
-        None => anyhow::bail!("cannot tell the signal from the file name: pass --signal traces|logs|metrics"),
+        None => anyhow::bail!(
+            "cannot tell the signal from the file name: pass --signal traces|logs|metrics"
+        ),
     };
     let meta = std::fs::metadata(path).context("cannot read the file")?;
     if meta.len() > MAX_FILE_BYTES {
-        anyhow::bail!("file is {} bytes, over the {} byte limit", meta.len(), MAX_FILE_BYTES);
+        anyhow::bail!(
+            "file is {} bytes, over the {} byte limit",
+            meta.len(),
+            MAX_FILE_BYTES
+        );
     }
     let bytes = std::fs::read(path).context("cannot read the file")?;
     if bytes.is_empty() {
@@ -118,7 +150,9 @@ fn read_request(path: &std::path::Path, signal: Option<Signal>) -> anyhow::Resul
     let encoding = Encoding::from_file_name(&name);
     decode(signal, encoding, &bytes).map_err(|err| {
         let hint = match sniff_other_signal(signal, encoding, &bytes) {
-            Some(other) => format!(" (it decodes as a {other} request: pass --signal {other} or rename the file)"),
+            Some(other) => format!(
+                " (it decodes as a {other} request: pass --signal {other} or rename the file)"
+            ),
             None => String::new(),
         };
         anyhow::anyhow!("{err}{hint}")

@@ -14,7 +14,11 @@ use crate::observation::{Observation, Ttft, TtftQuality};
 
 /// The Claude Code event name of a log record (`api_request`, ...), if the
 /// record is a Claude Code event.
-pub(crate) fn event_name<'a>(scope: &str, rec: &'a LogRecord, res: &ResourceCtx) -> Option<&'a str> {
+pub(crate) fn event_name<'a>(
+    scope: &str,
+    rec: &'a LogRecord,
+    res: &ResourceCtx,
+) -> Option<&'a str> {
     let from_field = rec.event_name.strip_prefix("claude_code.");
     let from_body = rec
         .body
@@ -24,7 +28,10 @@ pub(crate) fn event_name<'a>(scope: &str, rec: &'a LogRecord, res: &ResourceCtx)
     let is_claude_code = scope.starts_with("com.anthropic.claude_code")
         || from_field.is_some()
         || from_body.is_some()
-        || res.service.as_deref().is_some_and(|s| s.starts_with("claude-code"));
+        || res
+            .service
+            .as_deref()
+            .is_some_and(|s| s.starts_with("claude-code"));
     if !is_claude_code {
         return None;
     }
@@ -44,7 +51,11 @@ pub(crate) fn is_call_event(event: &str) -> bool {
 }
 
 /// Fills `o` from an event's attributes; returns the unmapped attributes.
-pub(crate) fn fill_log<'a>(event: &str, attributes: &'a [KeyValue], o: &mut Observation) -> Vec<&'a KeyValue> {
+pub(crate) fn fill_log<'a>(
+    event: &str,
+    attributes: &'a [KeyValue],
+    o: &mut Observation,
+) -> Vec<&'a KeyValue> {
     let rest = fill_common(attributes, o);
     if event == "api_request" {
         o.http_status = o.http_status.or(Some(200));
@@ -89,9 +100,16 @@ fn fill_common<'a>(attributes: &'a [KeyValue], o: &mut Observation) -> Vec<&'a K
             "cache_read_tokens" => o.usage.cache_read = count(),
             "cache_creation_tokens" => o.usage.cache_write = count(),
             "cache_creation_1h_tokens" => o.usage.cache_write_1h = count(),
-            "cost_usd_micros" => o.reported_cost_micros = count().and_then(|c| i64::try_from(c).ok()),
+            "cost_usd_micros" => {
+                o.reported_cost_micros = count().and_then(|c| i64::try_from(c).ok())
+            }
             "duration_ms" => o.duration_ms = as_f64(v),
-            "ttft_ms" => o.ttft = as_f64(v).filter(|t| *t >= 0.0).map(|ms| Ttft { ms, quality: TtftQuality::FirstEvent }),
+            "ttft_ms" => {
+                o.ttft = as_f64(v).filter(|t| *t >= 0.0).map(|ms| Ttft {
+                    ms,
+                    quality: TtftQuality::FirstEvent,
+                })
+            }
             "request_id" => o.request_id = as_ident(v).map(str::to_owned),
             // On llm_request spans gen_ai.response.id holds the request id, not a msg_ id.
             "gen_ai.response.id" => {
@@ -103,9 +121,18 @@ fn fill_common<'a>(attributes: &'a [KeyValue], o: &mut Observation) -> Vec<&'a K
                     }
                 }
             }
-            "status_code" => o.http_status = as_u64(v).and_then(|s| u16::try_from(s).ok()).filter(|s| (100..600).contains(s)),
-            "error" => o.error_message = as_str(v).map(|s| crate::attrs::truncate_utf8(s.to_owned(), 4096).0),
-            "attempt" => o.retry_attempt = count().and_then(|a| u32::try_from(a.saturating_sub(1)).ok()),
+            "status_code" => {
+                o.http_status = as_u64(v)
+                    .and_then(|s| u16::try_from(s).ok())
+                    .filter(|s| (100..600).contains(s))
+            }
+            "error" => {
+                o.error_message =
+                    as_str(v).map(|s| crate::attrs::truncate_utf8(s.to_owned(), 4096).0)
+            }
+            "attempt" => {
+                o.retry_attempt = count().and_then(|a| u32::try_from(a.saturating_sub(1)).ok())
+            }
             "stop_reason" => o.stop_reason = as_ident(v).map(str::to_owned),
             "organization.id" => o.organization_id = as_ident(v).map(str::to_owned),
             // Claude Code's own estimate (a binary double): cost_usd_micros is kept instead.

@@ -24,39 +24,69 @@ fn found(convention: Convention, kind: EvidenceKind) -> Option<Detected> {
 
 /// Detects the convention of a span (or a GenAI event log record, with an
 /// empty span name). `None` when the item is not about a Claude call.
-pub(crate) fn detect_span(scope: &str, span_name: &str, a: &SpanAttrs<'_>, res: &ResourceCtx) -> Option<Detected> {
+pub(crate) fn detect_span(
+    scope: &str,
+    span_name: &str,
+    a: &SpanAttrs<'_>,
+    res: &ResourceCtx,
+) -> Option<Detected> {
     use Convention::*;
     use EvidenceKind::*;
     if span_name == "claude_code.llm_request" {
         return found(ClaudeCode, FirstPartyLog);
     }
-    if scope.starts_with("com.anthropic.sdk") || (span_name == "anthropic.messages.create" && a.request_id.is_some()) {
+    if scope.starts_with("com.anthropic.sdk")
+        || (span_name == "anthropic.messages.create" && a.request_id.is_some())
+    {
         return found(AnthropicSdk, SdkSpan);
     }
     let claude = || mentions_claude(span_name, a);
     if scope.starts_with("openinference") || a.oi_kind.is_some() {
-        let is_llm = a.oi_kind.and_then(as_str).is_none_or(|k| k.eq_ignore_ascii_case("LLM"));
-        return (is_llm && claude()).then_some(Detected { convention: OpenInference, kind: InstrumentationSpan });
+        let is_llm = a
+            .oi_kind
+            .and_then(as_str)
+            .is_none_or(|k| k.eq_ignore_ascii_case("LLM"));
+        return (is_llm && claude()).then_some(Detected {
+            convention: OpenInference,
+            kind: InstrumentationSpan,
+        });
     }
     if scope.starts_with("openlit") || a.sdk_name.and_then(as_str) == Some("openlit") {
         // OpenLIT's Anthropic error spans carry no attributes at all: its scope names the provider.
         let ok = scope.ends_with("anthropic") || claude();
-        return ok.then_some(Detected { convention: OpenLit, kind: InstrumentationSpan });
+        return ok.then_some(Detected {
+            convention: OpenLit,
+            kind: InstrumentationSpan,
+        });
     }
     if scope.starts_with("logfire") || a.logfire_msg.is_some() {
         if a.request_data.is_none() && a.request_model.is_none() {
             return None;
         }
-        return claude().then_some(Detected { convention: Logfire, kind: InstrumentationSpan });
+        return claude().then_some(Detected {
+            convention: Logfire,
+            kind: InstrumentationSpan,
+        });
     }
-    if scope.starts_with("opentelemetry.instrumentation.genai") || scope.starts_with("opentelemetry.util.genai") {
-        return claude().then_some(Detected { convention: OtelAnthropic, kind: InstrumentationSpan });
+    if scope.starts_with("opentelemetry.instrumentation.genai")
+        || scope.starts_with("opentelemetry.util.genai")
+    {
+        return claude().then_some(Detected {
+            convention: OtelAnthropic,
+            kind: InstrumentationSpan,
+        });
     }
     if scope == "opentelemetry.instrumentation.anthropic" || scope.contains("traceloop") {
-        return claude().then_some(Detected { convention: OpenLlmetry, kind: InstrumentationSpan });
+        return claude().then_some(Detected {
+            convention: OpenLlmetry,
+            kind: InstrumentationSpan,
+        });
     }
     if a.provider_name.is_some() || a.system.is_some() || a.request_model.is_some() {
-        return claude().then_some(Detected { convention: GenAi, kind: InstrumentationSpan });
+        return claude().then_some(Detected {
+            convention: GenAi,
+            kind: InstrumentationSpan,
+        });
     }
     if is_messages_http_request(a) {
         return found(HttpClient, HttpSpan);
@@ -84,7 +114,9 @@ fn mentions_claude(span_name: &str, a: &SpanAttrs<'_>) -> bool {
         return true;
     }
     // Span names such as "chat claude-sonnet-4-5" or "Message with 'claude-...'".
-    span_name.split([' ', '\'', '"']).any(|w| model_id::normalize(w).is_some())
+    span_name
+        .split([' ', '\'', '"'])
+        .any(|w| model_id::normalize(w).is_some())
 }
 
 /// A plain HTTP client span of a Messages API call (Anthropic, Bedrock or Vertex).
@@ -104,7 +136,10 @@ fn is_messages_http_request(a: &SpanAttrs<'_>) -> bool {
 /// The path part of a URL, without query.
 pub(crate) fn url_path(url: &str) -> &str {
     let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let path = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("/");
+    let path = after_scheme
+        .find('/')
+        .map(|i| &after_scheme[i..])
+        .unwrap_or("/");
     path.split(['?', '#']).next().unwrap_or(path)
 }
 
@@ -119,9 +154,12 @@ pub(crate) fn is_messages_path(path: &str) -> bool {
         let model = rest.split('/').next().unwrap_or("");
         let model = percent_decode_colon(model);
         return model_id::normalize(&model).is_some()
-            && (path.ends_with("/invoke") || path.ends_with("/invoke-with-response-stream") || path.contains("/converse"));
+            && (path.ends_with("/invoke")
+                || path.ends_with("/invoke-with-response-stream")
+                || path.contains("/converse"));
     }
-    path.contains("/publishers/anthropic/models/") && (path.ends_with(":rawPredict") || path.ends_with(":streamRawPredict"))
+    path.contains("/publishers/anthropic/models/")
+        && (path.ends_with(":rawPredict") || path.ends_with(":streamRawPredict"))
 }
 
 fn percent_decode_colon(s: &str) -> String {
@@ -139,7 +177,8 @@ pub(crate) fn model_from_path(path: &str) -> Option<String> {
 
 /// The model named in a span name such as `chat claude-sonnet-4-5`.
 pub(crate) fn model_from_span_name(name: &str) -> Option<&str> {
-    name.split([' ', '\'', '"']).find(|w| model_id::normalize(w).is_some())
+    name.split([' ', '\'', '"'])
+        .find(|w| model_id::normalize(w).is_some())
 }
 
 /// A value that is an identifier string, for callers outside this module.
@@ -148,6 +187,7 @@ pub(crate) fn ident(v: Option<&claudewatch_otlp::proto::common::v1::AnyValue>) -
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -156,23 +196,39 @@ mod tests {
         assert!(is_messages_path("/v1/messages"));
         assert!(!is_messages_path("/v1/messages/count_tokens"));
         assert!(!is_messages_path("/v1/messages/batches"));
-        assert!(is_messages_path("/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke"));
-        assert!(is_messages_path("/model/anthropic.claude-3-haiku-20240307-v1:0/invoke-with-response-stream"));
-        assert!(!is_messages_path("/model/amazon.titan-text-express-v1/invoke"));
+        assert!(is_messages_path(
+            "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke"
+        ));
+        assert!(is_messages_path(
+            "/model/anthropic.claude-3-haiku-20240307-v1:0/invoke-with-response-stream"
+        ));
+        assert!(!is_messages_path(
+            "/model/amazon.titan-text-express-v1/invoke"
+        ));
         assert!(is_messages_path(
             "/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:streamRawPredict"
         ));
-        assert_eq!(url_path("http://127.0.0.1:18080/v1/messages?beta=true"), "/v1/messages");
         assert_eq!(
-            model_from_path("/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke").as_deref(),
+            url_path("http://127.0.0.1:18080/v1/messages?beta=true"),
+            "/v1/messages"
+        );
+        assert_eq!(
+            model_from_path("/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke")
+                .as_deref(),
             Some("us.anthropic.claude-sonnet-4-5-20250929-v1:0")
         );
     }
 
     #[test]
     fn span_name_models() {
-        assert_eq!(model_from_span_name("chat claude-sonnet-4-5"), Some("claude-sonnet-4-5"));
-        assert_eq!(model_from_span_name("Message with 'claude-3-haiku-20240307'"), Some("claude-3-haiku-20240307"));
+        assert_eq!(
+            model_from_span_name("chat claude-sonnet-4-5"),
+            Some("claude-sonnet-4-5")
+        );
+        assert_eq!(
+            model_from_span_name("Message with 'claude-3-haiku-20240307'"),
+            Some("claude-3-haiku-20240307")
+        );
         assert_eq!(model_from_span_name("chat gpt-4o"), None);
     }
 }

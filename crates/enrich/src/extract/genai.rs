@@ -34,10 +34,21 @@ pub(crate) fn fill(
     o.request_id = owned(a.request_id);
     o.organization_id = owned(a.organization_id);
     o.provider = provider(a);
-    o.http_status = a.http_status.and_then(as_i64).and_then(|s| u16::try_from(s).ok()).filter(|s| (100..600).contains(s));
-    o.retry_attempt = a.resend_count.and_then(as_u64).and_then(|n| u32::try_from(n).ok());
+    o.http_status = a
+        .http_status
+        .and_then(as_i64)
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| (100..600).contains(s));
+    o.retry_attempt = a
+        .resend_count
+        .and_then(as_u64)
+        .and_then(|n| u32::try_from(n).ok());
     o.batch = a.service_tier.and_then(as_str).map(|t| t == "batch");
-    o.stop_reason = owned(a.stop_reason).or_else(|| a.finish_reasons.and_then(first_string).map(normalise_finish_reason));
+    o.stop_reason = owned(a.stop_reason).or_else(|| {
+        a.finish_reasons
+            .and_then(first_string)
+            .map(normalise_finish_reason)
+    });
 
     // --- error type -----------------------------------------------------------
     if let Some(et) = ident(a.error_type) {
@@ -80,7 +91,9 @@ pub(crate) fn fill(
         let secs = |v: Option<&AnyValue>| v.and_then(as_f64).filter(|s| *s >= 0.0);
         o.ttft = match convention {
             // The SDK measures from the call's start to the first content_block_delta.
-            Convention::AnthropicSdk => secs(a.ttft_first_chunk).map(|s| ttft(s, TtftQuality::FirstContent)),
+            Convention::AnthropicSdk => {
+                secs(a.ttft_first_chunk).map(|s| ttft(s, TtftQuality::FirstContent))
+            }
             // OpenLIT's value is right for create(stream=True) but is the time to the
             // first SSE event for messages.stream(): not documented which.
             Convention::OpenLit => secs(a.ttft_server).map(|s| ttft(s, TtftQuality::FirstToken)),
@@ -102,7 +115,10 @@ pub(crate) fn fill(
 }
 
 fn ttft(seconds: f64, quality: TtftQuality) -> Ttft {
-    Ttft { ms: seconds * 1000.0, quality }
+    Ttft {
+        ms: seconds * 1000.0,
+        quality,
+    }
 }
 
 /// Finish reasons some instrumentations rewrite to OpenAI's vocabulary.
@@ -123,7 +139,9 @@ fn provider(a: &SpanAttrs<'_>) -> Option<Provider> {
         .find_map(|p| match p.to_ascii_lowercase().as_str() {
             "anthropic" => Some(Provider::Anthropic),
             "aws.bedrock" | "aws" | "bedrock" => Some(Provider::Bedrock),
-            "gcp.vertex_ai" | "vertex_ai" | "gcp.gen_ai" | "google" | "vertexai" => Some(Provider::Vertex),
+            "gcp.vertex_ai" | "vertex_ai" | "gcp.gen_ai" | "google" | "vertexai" => {
+                Some(Provider::Vertex)
+            }
             _ => None,
         });
     // The GenAI instrumentation reports `anthropic` even for Bedrock and Vertex
@@ -141,7 +159,13 @@ fn provider(a: &SpanAttrs<'_>) -> Option<Provider> {
 }
 
 /// Usage for the `gen_ai.usage.*` conventions, unfolded per convention.
-fn fill_gen_ai_usage(convention: Convention, a: &SpanAttrs<'_>, res: &ResourceCtx, o: &mut Observation, stats: &mut ExtractStats) {
+fn fill_gen_ai_usage(
+    convention: Convention,
+    a: &SpanAttrs<'_>,
+    res: &ResourceCtx,
+    o: &mut Observation,
+    stats: &mut ExtractStats,
+) {
     let input = a.input_tokens.and_then(as_u64);
     let cache_read = a.cache_read.and_then(as_u64);
     let cache_write = a.cache_write.and_then(as_u64);
@@ -172,19 +196,41 @@ fn unfold(
     stats: &mut ExtractStats,
 ) -> Usage {
     let input_uncached = input.map(|i| {
-        let (n, contradiction) = uncached_input(i, cache_read.unwrap_or(0), cache_write.unwrap_or(0), meaning);
+        let (n, contradiction) = uncached_input(
+            i,
+            cache_read.unwrap_or(0),
+            cache_write.unwrap_or(0),
+            meaning,
+        );
         if contradiction {
             stats.folding_contradictions += 1;
         }
         n
     });
-    Usage { input_uncached, cache_read, cache_write, cache_write_1h: None, output }
+    Usage {
+        input_uncached,
+        cache_read,
+        cache_write,
+        cache_write_1h: None,
+        output,
+    }
 }
 
 /// Checks a total-token attribute against the parts; counts disagreements.
-fn check_total(total: Option<u64>, input_attr: Option<u64>, u: &Usage, stats: &mut ExtractStats, o: &mut Observation) {
-    let (Some(total), Some(out)) = (total, u.output) else { return };
-    let full = u.input_uncached.unwrap_or(0) + u.cache_read.unwrap_or(0) + u.cache_write.unwrap_or(0) + out;
+fn check_total(
+    total: Option<u64>,
+    input_attr: Option<u64>,
+    u: &Usage,
+    stats: &mut ExtractStats,
+    o: &mut Observation,
+) {
+    let (Some(total), Some(out)) = (total, u.output) else {
+        return;
+    };
+    let full = u.input_uncached.unwrap_or(0)
+        + u.cache_read.unwrap_or(0)
+        + u.cache_write.unwrap_or(0)
+        + out;
     let as_emitted = input_attr.unwrap_or(0) + out;
     if total != full && total != as_emitted {
         stats.total_token_mismatches += 1;
@@ -195,16 +241,27 @@ fn check_total(total: Option<u64>, input_attr: Option<u64>, u: &Usage, stats: &m
 /// OpenInference: raw usage from `output.value` when it is the response JSON,
 /// else `llm.token_count.*` (prompt folded per version).
 fn fill_openinference(a: &SpanAttrs<'_>, res: &ResourceCtx, o: &mut Observation) {
-    if let Some(inv) = a.llm_invocation.and_then(as_str).and_then(json_usage::parse::<RequestJson>) {
+    if let Some(inv) = a
+        .llm_invocation
+        .and_then(as_str)
+        .and_then(json_usage::parse::<RequestJson>)
+    {
         o.stream = o.stream.or(inv.stream).or(Some(false));
     }
     let message = a
         .output_value
         .and_then(as_str)
-        .filter(|_| a.output_mime.and_then(as_str).is_none_or(|m| m.contains("json")))
+        .filter(|_| {
+            a.output_mime
+                .and_then(as_str)
+                .is_none_or(|m| m.contains("json"))
+        })
         .and_then(json_usage::parse::<MessageJson>);
     if let Some(m) = &message {
-        o.response_id = o.response_id.take().or_else(|| m.id.clone().filter(|i| i.starts_with("msg")));
+        o.response_id = o
+            .response_id
+            .take()
+            .or_else(|| m.id.clone().filter(|i| i.starts_with("msg")));
         o.response_model = o.response_model.take().or_else(|| m.model.clone());
         o.stop_reason = o.stop_reason.take().or_else(|| m.stop_reason.clone());
     }
@@ -231,7 +288,9 @@ fn fill_openinference(a: &SpanAttrs<'_>, res: &ResourceCtx, o: &mut Observation)
         },
     );
     o.usage = Usage {
-        input_uncached: Some(uncached_input(prompt.unwrap_or(0), cache_read, cache_write, meaning).0),
+        input_uncached: Some(
+            uncached_input(prompt.unwrap_or(0), cache_read, cache_write, meaning).0,
+        ),
         cache_read: Some(cache_read),
         cache_write: Some(cache_write),
         cache_write_1h: None,
@@ -242,7 +301,10 @@ fn fill_openinference(a: &SpanAttrs<'_>, res: &ResourceCtx, o: &mut Observation)
 /// Logfire: raw usage (`gen_ai.usage.raw`, `response_data.usage`) first; the
 /// `gen_ai.usage.input_tokens` attribute is folded from 4.31.0 on.
 fn fill_logfire(span_name: &str, a: &SpanAttrs<'_>, _res: &ResourceCtx, o: &mut Observation) {
-    let request = a.request_data.and_then(as_str).and_then(json_usage::parse::<RequestJson>);
+    let request = a
+        .request_data
+        .and_then(as_str)
+        .and_then(json_usage::parse::<RequestJson>);
     if let Some(r) = &request {
         o.request_model = o.request_model.take().or_else(|| r.model.clone());
         o.stream = o.stream.or(r.stream);
@@ -256,27 +318,44 @@ fn fill_logfire(span_name: &str, a: &SpanAttrs<'_>, _res: &ResourceCtx, o: &mut 
     if o.response_id.is_none() {
         o.response_model = None;
     }
-    let response = a.response_data.and_then(as_str).and_then(json_usage::parse::<LogfireResponseJson>);
+    let response = a
+        .response_data
+        .and_then(as_str)
+        .and_then(json_usage::parse::<LogfireResponseJson>);
     let raw = a.usage_raw().and_then(json_usage::parse::<UsageJson>);
-    if let Some(u) = raw.as_ref().or(response.as_ref().and_then(|r| r.usage.as_ref())) {
+    if let Some(u) = raw
+        .as_ref()
+        .or(response.as_ref().and_then(|r| r.usage.as_ref()))
+    {
         o.usage = u.to_usage();
         return;
     }
     let input = a.input_tokens.and_then(as_u64);
     let output = a.output_tokens.and_then(as_u64);
-    let version = o.convention_version.as_deref().map(super::tokens::parse_version);
+    let version = o
+        .convention_version
+        .as_deref()
+        .map(super::tokens::parse_version);
     if version.is_some_and(|v| v >= (4, 31, 0)) {
         // Folded, and without the raw parts the split is unknown: keep only output.
         o.usage.output = output;
     } else {
-        o.usage = Usage { input_uncached: input, output, ..Usage::default() };
+        o.usage = Usage {
+            input_uncached: input,
+            output,
+            ..Usage::default()
+        };
     }
 }
 
 impl SpanAttrs<'_> {
     /// Logfire's `gen_ai.usage.raw` (JSON string), found among the unmapped attributes.
     fn usage_raw(&self) -> Option<&str> {
-        self.rest.iter().find(|kv| kv.key == "gen_ai.usage.raw").and_then(|kv| kv.value.as_ref()).and_then(as_str)
+        self.rest
+            .iter()
+            .find(|kv| kv.key == "gen_ai.usage.raw")
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(as_str)
     }
 }
 
@@ -289,7 +368,9 @@ fn fill_http(a: &SpanAttrs<'_>, o: &mut Observation) {
         }
         if url.contains("bedrock") {
             o.provider = Some(Provider::Bedrock);
-        } else if url.contains("aiplatform.googleapis.com") || path.contains("/publishers/anthropic/") {
+        } else if url.contains("aiplatform.googleapis.com")
+            || path.contains("/publishers/anthropic/")
+        {
             o.provider = Some(Provider::Vertex);
         } else if url.contains("api.anthropic.com") {
             o.provider = Some(Provider::Anthropic);

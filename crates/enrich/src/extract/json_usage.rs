@@ -35,7 +35,10 @@ impl UsageJson {
             input_uncached: self.input_tokens,
             cache_read: self.cache_read_input_tokens.or(present.then_some(0)),
             cache_write: self.cache_creation_input_tokens.or(present.then_some(0)),
-            cache_write_1h: self.cache_creation.as_ref().and_then(|c| c.ephemeral_1h_input_tokens),
+            cache_write_1h: self
+                .cache_creation
+                .as_ref()
+                .and_then(|c| c.ephemeral_1h_input_tokens),
             output: self.output_tokens,
         }
     }
@@ -80,6 +83,7 @@ pub fn parse<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -94,14 +98,22 @@ mod tests {
         let u = m.usage.unwrap().to_usage();
         assert_eq!(
             u,
-            Usage { input_uncached: Some(10), cache_read: Some(512), cache_write: Some(1733), cache_write_1h: Some(0), output: Some(11) }
+            Usage {
+                input_uncached: Some(10),
+                cache_read: Some(512),
+                cache_write: Some(1733),
+                cache_write_1h: Some(0),
+                output: Some(11)
+            }
         );
         assert_eq!(m.id.as_deref(), Some("msg_1"));
     }
 
     #[test]
     fn null_cache_counts_are_zero_when_usage_present() {
-        let u: UsageJson = parse(r#"{"input_tokens":5,"output_tokens":2,"cache_read_input_tokens":null}"#).unwrap();
+        let u: UsageJson =
+            parse(r#"{"input_tokens":5,"output_tokens":2,"cache_read_input_tokens":null}"#)
+                .unwrap();
         assert_eq!(u.to_usage().cache_read, Some(0));
         assert!(parse::<UsageJson>("not json").is_none());
     }

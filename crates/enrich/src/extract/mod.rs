@@ -95,7 +95,12 @@ impl ResourceCtx {
 
 /// Extracts observations from one decoded request, appending to `out`.
 /// `seq` numbers items in arrival order across requests.
-pub fn extract(req: &ExportRequest, seq: &mut u64, stats: &mut ExtractStats, out: &mut Vec<Observation>) {
+pub fn extract(
+    req: &ExportRequest,
+    seq: &mut u64,
+    stats: &mut ExtractStats,
+    out: &mut Vec<Observation>,
+) {
     match req {
         ExportRequest::Traces(t) => {
             for rs in &t.resource_spans {
@@ -104,7 +109,9 @@ pub fn extract(req: &ExportRequest, seq: &mut u64, stats: &mut ExtractStats, out
                     for span in &ss.spans {
                         stats.spans += 1;
                         *seq += 1;
-                        if let Some(o) = span_observation(&res, ss.scope.as_ref(), span, *seq, stats) {
+                        if let Some(o) =
+                            span_observation(&res, ss.scope.as_ref(), span, *seq, stats)
+                        {
                             stats.observations += 1;
                             out.push(o);
                         }
@@ -119,7 +126,8 @@ pub fn extract(req: &ExportRequest, seq: &mut u64, stats: &mut ExtractStats, out
                     for rec in &sl.log_records {
                         stats.log_records += 1;
                         *seq += 1;
-                        if let Some(o) = log_observation(&res, sl.scope.as_ref(), rec, *seq, stats) {
+                        if let Some(o) = log_observation(&res, sl.scope.as_ref(), rec, *seq, stats)
+                        {
                             stats.observations += 1;
                             out.push(o);
                         }
@@ -141,10 +149,16 @@ pub fn extract(req: &ExportRequest, seq: &mut u64, stats: &mut ExtractStats, out
     }
 }
 
-fn ids(trace_id: &[u8], span_id: &[u8], stats: &mut ExtractStats) -> Result<(Option<[u8; 16]>, Option<[u8; 8]>), ()> {
+/// A valid trace id and span id (absent or all-zero ids are `None`).
+type Ids = (Option<[u8; 16]>, Option<[u8; 8]>);
+
+fn ids(trace_id: &[u8], span_id: &[u8], stats: &mut ExtractStats) -> Result<Ids, ()> {
     let trace = match trace_id.len() {
         0 => None,
-        16 => trace_id.try_into().ok().filter(|t: &[u8; 16]| t.iter().any(|b| *b != 0)),
+        16 => trace_id
+            .try_into()
+            .ok()
+            .filter(|t: &[u8; 16]| t.iter().any(|b| *b != 0)),
         _ => {
             stats.reject("invalid_trace_id");
             return Err(());
@@ -152,7 +166,10 @@ fn ids(trace_id: &[u8], span_id: &[u8], stats: &mut ExtractStats) -> Result<(Opt
     };
     let span = match span_id.len() {
         0 => None,
-        8 => span_id.try_into().ok().filter(|s: &[u8; 8]| s.iter().any(|b| *b != 0)),
+        8 => span_id
+            .try_into()
+            .ok()
+            .filter(|s: &[u8; 8]| s.iter().any(|b| *b != 0)),
         _ => {
             stats.reject("invalid_span_id");
             return Err(());
@@ -194,8 +211,16 @@ fn span_observation(
         trace_id,
         span_id,
         parent_span_id,
-        service: a.service.and_then(as_ident).map(str::to_owned).or_else(|| res.service.clone()),
-        environment: a.environment.and_then(as_ident).map(str::to_owned).or_else(|| res.environment.clone()),
+        service: a
+            .service
+            .and_then(as_ident)
+            .map(str::to_owned)
+            .or_else(|| res.service.clone()),
+        environment: a
+            .environment
+            .and_then(as_ident)
+            .map(str::to_owned)
+            .or_else(|| res.environment.clone()),
         ..Observation::default()
     };
     if span.end_time_unix_nano > 0 && span.start_time_unix_nano > 0 {
@@ -213,9 +238,12 @@ fn span_observation(
         if ev.name == "exception" {
             for kv in &ev.attributes {
                 match (kv.key.as_str(), kv.value.as_ref()) {
-                    ("exception.type", Some(v)) => o.exception_type = as_ident(v).map(str::to_owned),
+                    ("exception.type", Some(v)) => {
+                        o.exception_type = as_ident(v).map(str::to_owned)
+                    }
                     ("exception.message", Some(v)) if o.error_message.is_none() => {
-                        o.error_message = as_str(v).map(|s| crate::attrs::truncate_utf8(s.to_owned(), 4096).0);
+                        o.error_message =
+                            as_str(v).map(|s| crate::attrs::truncate_utf8(s.to_owned(), 4096).0);
                     }
                     _ => {}
                 }
@@ -256,7 +284,11 @@ fn log_observation(
             environment: res.environment.clone(),
             ..Observation::default()
         };
-        let time = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+        let time = if rec.time_unix_nano != 0 {
+            rec.time_unix_nano
+        } else {
+            rec.observed_time_unix_nano
+        };
         let rest = claude_code::fill_log(event, &rec.attributes, &mut o);
         o.end_unix_nano = time;
         let dur_ns = o.duration_ms.map(|d| (d * 1e6) as u64).unwrap_or(0);
@@ -285,7 +317,11 @@ fn log_observation(
         return None;
     };
     let (trace_id, span_id) = ids(&rec.trace_id, &rec.span_id, stats).ok()?;
-    let time = if rec.time_unix_nano != 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+    let time = if rec.time_unix_nano != 0 {
+        rec.time_unix_nano
+    } else {
+        rec.observed_time_unix_nano
+    };
     let mut o = Observation {
         seq,
         kind: Some(EvidenceKind::InstrumentationLog),

@@ -48,11 +48,14 @@ pub fn input_meaning(convention: Convention, e: Emitter<'_>) -> InputMeaning {
         // Logfire copies the API's usage.input_tokens.
         Convention::Logfire => Uncached,
         Convention::OpenInference => {
-            let js = matches!(e.language, Some("nodejs" | "webjs" | "javascript" | "typescript"));
+            let js = matches!(
+                e.language,
+                Some("nodejs" | "webjs" | "javascript" | "typescript")
+            );
             let v = e.version.map(parse_version);
-            if js {
-                Uncached
-            } else if v.is_some_and(|v| v < (0, 1, 14)) || (e.stream && v.is_some_and(|v| v < (1, 0, 0))) {
+            let old_python =
+                v.is_some_and(|v| v < (0, 1, 14)) || (e.stream && v.is_some_and(|v| v < (1, 0, 0)));
+            if js || old_python {
                 Uncached
             } else {
                 Folded
@@ -75,7 +78,12 @@ pub fn input_meaning(convention: Convention, e: Emitter<'_>) -> InputMeaning {
 /// The uncached input count from a convention's input attribute, and whether
 /// the numbers contradict the convention (folded input smaller than its cache
 /// parts: then the attribute is taken as uncached).
-pub fn uncached_input(input: u64, cache_read: u64, cache_write: u64, meaning: InputMeaning) -> (u64, bool) {
+pub fn uncached_input(
+    input: u64,
+    cache_read: u64,
+    cache_write: u64,
+    meaning: InputMeaning,
+) -> (u64, bool) {
     match meaning {
         InputMeaning::Uncached => (input, false),
         InputMeaning::Folded => match input.checked_sub(cache_read.saturating_add(cache_write)) {
@@ -91,47 +99,111 @@ pub fn parse_version(v: &str) -> (u32, u32, u32) {
         let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
         digits.parse::<u32>().unwrap_or(0)
     });
-    (nums.next().unwrap_or(0), nums.next().unwrap_or(0), nums.next().unwrap_or(0))
+    (
+        nums.next().unwrap_or(0),
+        nums.next().unwrap_or(0),
+        nums.next().unwrap_or(0),
+    )
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn folded_conventions_subtract_cache() {
-        assert_eq!(uncached_input(5430, 4096, 1024, InputMeaning::Folded), (310, false));
-        assert_eq!(uncached_input(310, 4096, 1024, InputMeaning::Uncached), (310, false));
+        assert_eq!(
+            uncached_input(5430, 4096, 1024, InputMeaning::Folded),
+            (310, false)
+        );
+        assert_eq!(
+            uncached_input(310, 4096, 1024, InputMeaning::Uncached),
+            (310, false)
+        );
         // Contradiction: a folded input cannot be below its parts.
-        assert_eq!(uncached_input(310, 4096, 1024, InputMeaning::Folded), (310, true));
+        assert_eq!(
+            uncached_input(310, 4096, 1024, InputMeaning::Folded),
+            (310, true)
+        );
     }
 
     #[test]
     fn meanings_per_convention() {
         let e = Emitter::default();
-        assert_eq!(input_meaning(Convention::AnthropicSdk, e), InputMeaning::Folded);
-        assert_eq!(input_meaning(Convention::OpenLlmetry, e), InputMeaning::Folded);
-        assert_eq!(input_meaning(Convention::OpenLit, e), InputMeaning::Uncached);
-        assert_eq!(input_meaning(Convention::ClaudeCode, e), InputMeaning::Uncached);
+        assert_eq!(
+            input_meaning(Convention::AnthropicSdk, e),
+            InputMeaning::Folded
+        );
+        assert_eq!(
+            input_meaning(Convention::OpenLlmetry, e),
+            InputMeaning::Folded
+        );
+        assert_eq!(
+            input_meaning(Convention::OpenLit, e),
+            InputMeaning::Uncached
+        );
+        assert_eq!(
+            input_meaning(Convention::ClaudeCode, e),
+            InputMeaning::Uncached
+        );
     }
 
     #[test]
     fn openinference_depends_on_version_language_and_streaming() {
-        let py = |v, stream| Emitter { version: Some(v), language: Some("python"), stream, ..Default::default() };
-        assert_eq!(input_meaning(Convention::OpenInference, py("1.1.2", true)), InputMeaning::Folded);
-        assert_eq!(input_meaning(Convention::OpenInference, py("0.1.20", false)), InputMeaning::Folded);
-        assert_eq!(input_meaning(Convention::OpenInference, py("0.1.20", true)), InputMeaning::Uncached);
-        assert_eq!(input_meaning(Convention::OpenInference, py("0.1.13", false)), InputMeaning::Uncached);
-        let js = Emitter { version: Some("0.1.21"), language: Some("nodejs"), ..Default::default() };
-        assert_eq!(input_meaning(Convention::OpenInference, js), InputMeaning::Uncached);
+        let py = |v, stream| Emitter {
+            version: Some(v),
+            language: Some("python"),
+            stream,
+            ..Default::default()
+        };
+        assert_eq!(
+            input_meaning(Convention::OpenInference, py("1.1.2", true)),
+            InputMeaning::Folded
+        );
+        assert_eq!(
+            input_meaning(Convention::OpenInference, py("0.1.20", false)),
+            InputMeaning::Folded
+        );
+        assert_eq!(
+            input_meaning(Convention::OpenInference, py("0.1.20", true)),
+            InputMeaning::Uncached
+        );
+        assert_eq!(
+            input_meaning(Convention::OpenInference, py("0.1.13", false)),
+            InputMeaning::Uncached
+        );
+        let js = Emitter {
+            version: Some("0.1.21"),
+            language: Some("nodejs"),
+            ..Default::default()
+        };
+        assert_eq!(
+            input_meaning(Convention::OpenInference, js),
+            InputMeaning::Uncached
+        );
     }
 
     #[test]
     fn generic_genai_by_semconv_era() {
-        let modern = Emitter { has_provider_name: true, has_cache_attrs: true, ..Default::default() };
-        assert_eq!(input_meaning(Convention::GenAi, modern), InputMeaning::Folded);
-        let legacy = Emitter { has_provider_name: false, has_cache_attrs: true, ..Default::default() };
-        assert_eq!(input_meaning(Convention::GenAi, legacy), InputMeaning::Uncached);
+        let modern = Emitter {
+            has_provider_name: true,
+            has_cache_attrs: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            input_meaning(Convention::GenAi, modern),
+            InputMeaning::Folded
+        );
+        let legacy = Emitter {
+            has_provider_name: false,
+            has_cache_attrs: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            input_meaning(Convention::GenAi, legacy),
+            InputMeaning::Uncached
+        );
     }
 
     #[test]
