@@ -574,3 +574,38 @@ fn claude_code_over_protobuf_with_event_name_field() {
         (Outcome::ApiError, true, Some(2))
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// In-suite fuzzing: mutated real captures never make decode or enrich panic.
+    #[test]
+    fn mutated_captures_never_panic(seed_index in 0usize..4, flips in proptest::collection::vec((0usize..4096, proptest::num::u8::ANY), 1..8), cut in 0usize..4096) {
+        let files = [
+            "fixtures/anthropic-native/013-traces.pb",
+            "fixtures/traceloop/006-traces.pb",
+            "fixtures/openlit/003-logs.pb",
+            "fixtures/claude-code-json/001-logs.json",
+        ];
+        let shared = std::env::var("CLAUDEWATCH_SHARED")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+        let mut bytes = std::fs::read(shared.join(files[seed_index])).expect("fixture");
+        for (pos, b) in flips {
+            if !bytes.is_empty() {
+                let i = pos % bytes.len();
+                bytes[i] ^= b;
+            }
+        }
+        bytes.truncate(cut.max(1).min(bytes.len()));
+        let mut e = Enricher::new(EnrichConfig::default());
+        for enc in [Encoding::Protobuf, Encoding::Json] {
+            for s in [Signal::Traces, Signal::Logs, Signal::Metrics] {
+                if let Ok(req) = decode(s, enc, &bytes) {
+                    e.push(&req);
+                }
+            }
+        }
+        let _ = e.finish();
+    }
+}
