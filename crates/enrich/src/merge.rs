@@ -89,26 +89,8 @@ pub fn group(obs: &[Observation]) -> Vec<Vec<usize>> {
     let mut by_request: HashMap<&str, usize> = HashMap::new();
     let mut by_response: HashMap<&str, usize> = HashMap::new();
     for (i, o) in obs.iter().enumerate() {
-        if let Some(r) = o.request_id.as_deref() {
-            match by_request.get(r) {
-                Some(&j) => {
-                    g.union(j, i);
-                }
-                None => {
-                    by_request.insert(r, i);
-                }
-            }
-        }
-        if let Some(r) = o.response_id.as_deref() {
-            match by_response.get(r) {
-                Some(&j) => {
-                    g.union(j, i);
-                }
-                None => {
-                    by_response.insert(r, i);
-                }
-            }
-        }
+        union_by_key(&mut by_request, o.request_id.as_deref(), i, &mut g);
+        union_by_key(&mut by_response, o.response_id.as_deref(), i, &mut g);
     }
 
     // 3: parent links within a trace.
@@ -171,6 +153,24 @@ pub fn group(obs: &[Observation]) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = groups.into_values().collect();
     out.sort_by_key(|members| members.iter().map(|&i| obs[i].seq).min().unwrap_or(0));
     out
+}
+
+/// Unions observation `i` with the first one seen with the same `key`.
+fn union_by_key<'a>(
+    seen: &mut HashMap<&'a str, usize>,
+    key: Option<&'a str>,
+    i: usize,
+    g: &mut Groups<'_>,
+) {
+    let Some(key) = key else { return };
+    match seen.entry(key) {
+        std::collections::hash_map::Entry::Occupied(first) => {
+            g.union(*first.get(), i);
+        }
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(i);
+        }
+    }
 }
 
 /// Statuses the Anthropic SDKs retry.
