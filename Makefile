@@ -18,7 +18,8 @@ run: build
 	@for dir in $(SHARED)/fixtures/*/; do \
 	  client=$$(basename $$dir); \
 	  echo "== $$client"; \
-	  ./target/release/claudewatch enrich $$dir[0-9]*.pb $$dir[0-9]*.json 2>&1 >target/$$client.jsonl | sed 's/^/   /'; \
+	  files=$$(ls $$dir[0-9]*.pb $$dir[0-9]*.json 2>/dev/null); \
+	  ./target/release/claudewatch enrich $$files 2>&1 >target/$$client.jsonl | sed 's/^/   /'; \
 	  python3 -c 'import json,sys; [print("   ", r["outcome"].ljust(16), str(r["http_status"]).ljust(4), (r["model_family"] or "-").ljust(18), "cost", r["cost_usd"], "ttft", r["ttft_ms"]) for r in map(json.loads, open(sys.argv[1]))]' target/$$client.jsonl 2>/dev/null || cat target/$$client.jsonl; \
 	done
 	@echo "Records written to target/<client>.jsonl; try: ./target/release/claudewatch enrich --help"
