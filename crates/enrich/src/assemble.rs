@@ -1,38 +1,77 @@
 //! Assembling the call record of one merged call: classification, tokens,
 //! cost and TTFT.
+//!
+//! Two phases: everything that only reads the observations is computed from a
+//! [`Merged`] view; then the owned strings are moved (not copied) out of the
+//! observations into the record.
+
+use std::collections::HashMap;
 
 use claudewatch_model::{CallRecord, Decimal, Outcome};
 
 use crate::classify::{classify, ErrorEvidence};
-use crate::merge::{identity, Merged};
-use crate::model_id;
+use crate::merge::{hex_id, take_first, take_identity, Merged};
+use crate::model_id::{self, ModelId};
+use crate::observation::{Observation, Usage};
 use crate::pricing::{BillableTokens, PriceTable};
 
-/// Builds the record of one call.
-pub fn assemble(m: &Merged<'_>, prices: &PriceTable, tenant: Option<&str>) -> CallRecord {
+/// Model ids already normalised in this batch (a handful of distinct ids
+/// serve thousands of calls).
+#[derive(Debug, Default)]
+pub struct ModelCache(HashMap<String, Option<ModelId>>);
+
+impl ModelCache {
+    /// The normalised id of `raw`, computed once per distinct spelling.
+    pub fn normalize(&mut self, raw: &str) -> Option<&ModelId> {
+        if !self.0.contains_key(raw) {
+            self.0.insert(raw.to_owned(), model_id::normalize(raw));
+        }
+        self.0.get(raw).and_then(Option::as_ref)
+    }
+}
+
+/// Builds the record of one call, consuming its observations' owned fields.
+pub fn assemble(
+    obs: &mut [Observation],
+    group: &[usize],
+    prices: &PriceTable,
+    tenant: Option<&str>,
+    models: &mut ModelCache,
+) -> CallRecord {
+    let (mut r, order) = {
+        let m = Merged::new(obs, group);
+        (read_phase(&m, prices, tenant, models), m.order.clone())
+    };
+    take_identity(obs, &order, &mut r);
+    let request_model = take_first(obs, &order, |o| &mut o.request_model);
+    r.model = request_model.or_else(|| take_first(obs, &order, |o| &mut o.response_model));
+    r
+}
+
+fn read_phase(
+    m: &Merged<'_>,
+    prices: &PriceTable,
+    tenant: Option<&str>,
+    models: &mut ModelCache,
+) -> CallRecord {
     let stream = m.stream();
-    let http_status = m.http_status();
-    let api_error_type = m.pick(|o| o.api_error_type.as_deref());
-    let exception_type = m.pick(|o| o.exception_type.as_deref());
-    let message = m.pick(|o| o.error_message.as_deref());
     let c = classify(&ErrorEvidence {
-        http_status,
-        api_error_type,
-        exception_type,
-        message,
+        http_status: m.http_status(),
+        api_error_type: m.pick(|o| o.api_error_type.as_deref()),
+        exception_type: m.pick(|o| o.exception_type.as_deref()),
+        message: m.pick(|o| o.error_message.as_deref()),
         failed: m.failed(),
         stream,
     });
 
-    let request_model = m.pick(|o| o.request_model.clone());
-    let response_model = m.pick(|o| o.response_model.clone());
+    let response_model = m.pick(|o| o.response_model.as_deref());
+    let request_model = m.pick(|o| o.request_model.as_deref());
     let normalized = response_model
-        .as_deref()
-        .and_then(model_id::normalize)
-        .or_else(|| request_model.as_deref().and_then(model_id::normalize));
-    let model = request_model.or(response_model);
+        .and_then(|s| models.normalize(s).cloned())
+        .or_else(|| request_model.and_then(|s| models.normalize(s).cloned()));
+    let has_model = request_model.is_some() || response_model.is_some();
 
-    let usage = crate::observation::Usage {
+    let usage = Usage {
         input_uncached: m.pick(|o| o.usage.input_uncached),
         cache_read: m.pick(|o| o.usage.cache_read),
         cache_write: m.pick(|o| o.usage.cache_write),
@@ -41,32 +80,38 @@ pub fn assemble(m: &Merged<'_>, prices: &PriceTable, tenant: Option<&str>) -> Ca
     };
     let time_unix_nano = m.start_unix_nano();
     let batch = m.pick(|o| o.batch).unwrap_or(false);
-
+    let family = normalized.as_ref().map(|n| n.family.as_str());
     let (cost_usd, unpriced) = cost(
         c.outcome,
-        normalized.as_ref().map(|n| n.family.as_str()),
-        model.is_some(),
+        family,
+        has_model,
         &usage,
         time_unix_nano,
         batch,
         prices,
     );
+    let primary = m.primary();
 
-    let provider = m
-        .provider()
-        .or_else(|| normalized.as_ref().and_then(|n| n.provider));
     let mut r = CallRecord {
         time_unix_nano,
         tenant: tenant.map(str::to_owned),
         service: None,
         environment: None,
         organization_id: None,
-        trace_id: None,
-        span_id: None,
+        trace_id: primary
+            .trace_id
+            .or_else(|| m.pick(|o| o.trace_id))
+            .map(|t| hex_id(&t)),
+        span_id: primary
+            .span_id
+            .or_else(|| m.pick(|o| o.span_id))
+            .map(|s| hex_id(&s)),
         request_id: None,
         response_id: None,
-        provider,
-        model,
+        provider: m
+            .provider()
+            .or_else(|| normalized.as_ref().and_then(|n| n.provider)),
+        model: None,
         model_family: normalized.map(|n| n.family),
         stream,
         http_status: c.http_status,
@@ -76,7 +121,7 @@ pub fn assemble(m: &Merged<'_>, prices: &PriceTable, tenant: Option<&str>) -> Ca
         retryable: c.outcome.retryable(),
         overload: c.overload,
         limit_kind: c.limit_kind,
-        stop_reason: m.pick(|o| o.stop_reason.clone()),
+        stop_reason: None,
         input_tokens: usage.input_uncached,
         cache_read_tokens: usage.cache_read,
         cache_write_tokens: usage.cache_write,
@@ -93,9 +138,8 @@ pub fn assemble(m: &Merged<'_>, prices: &PriceTable, tenant: Option<&str>) -> Ca
         duration_ms: m.duration_ms().map(round_ms),
         retry_attempt: m.retry_attempt(),
         source: m.source(),
-        attributes: m.attributes(),
+        attributes: Default::default(),
     };
-    identity(m, &mut r);
     if r.outcome.is_error() && r.outcome != Outcome::StreamError {
         // An HTTP error reports no usage: the API bills nothing.
         for t in [
@@ -119,7 +163,7 @@ fn cost(
     outcome: Outcome,
     family: Option<&str>,
     has_model: bool,
-    usage: &crate::observation::Usage,
+    usage: &Usage,
     time_unix_nano: u64,
     batch: bool,
     prices: &PriceTable,

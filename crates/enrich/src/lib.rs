@@ -92,8 +92,8 @@ impl Enricher {
 
     /// Merges everything pushed so far into call records, in arrival order.
     pub fn finish(&mut self) -> Vec<CallRecord> {
-        let obs = std::mem::take(&mut self.pending);
-        let records = records_of(&obs, &self.config);
+        let mut obs = std::mem::take(&mut self.pending);
+        let records = records_of(&mut obs, &self.config);
         self.stats.calls += records.len() as u64;
         self.stats.merged += (obs.len() - records.len()) as u64;
         records
@@ -105,16 +105,20 @@ impl Enricher {
     }
 }
 
-/// Merges a set of observations into call records (pure).
-pub fn records_of(obs: &[Observation], config: &EnrichConfig) -> Vec<CallRecord> {
-    merge::group(obs)
-        .iter()
-        .map(|g| {
-            assemble::assemble(
-                &merge::Merged::new(obs, g),
-                &config.prices,
-                config.tenant.as_deref(),
-            )
-        })
-        .collect()
+/// Merges a set of observations into call records, in order of each call's
+/// first arrival. The observations' owned fields are moved into the records.
+pub fn records_of(obs: &mut [Observation], config: &EnrichConfig) -> Vec<CallRecord> {
+    let grouping = merge::group(obs);
+    let mut models = assemble::ModelCache::default();
+    let mut records = Vec::with_capacity(grouping.len());
+    for g in grouping.iter() {
+        records.push(assemble::assemble(
+            obs,
+            g,
+            &config.prices,
+            config.tenant.as_deref(),
+            &mut models,
+        ));
+    }
+    records
 }

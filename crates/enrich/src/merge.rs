@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 
 use claudewatch_model::{CallRecord, Provider, ATTRIBUTES_MAX_COUNT};
+use smallvec::SmallVec;
 
 use crate::observation::{EvidenceKind, Observation, Ttft};
 
@@ -81,8 +82,8 @@ impl<'a> Groups<'a> {
     }
 }
 
-/// Partitions observations into calls; each inner vector holds indices into `obs`.
-pub fn group(obs: &[Observation]) -> Vec<Vec<usize>> {
+/// Partitions observations into calls (indices into `obs`).
+pub fn group(obs: &[Observation]) -> Grouping {
     let mut g = Groups::new(obs);
 
     // 1 and 2: shared ids.
@@ -145,14 +146,48 @@ pub fn group(obs: &[Observation]) -> Vec<Vec<usize>> {
     // 5: unlinked twins.
     join_twins(obs, &mut g);
 
-    let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
-    for i in 0..obs.len() {
-        let root = g.find(i);
-        groups.entry(root).or_default().push(i);
+    // Order indices by their group's first arrival, then by arrival: each
+    // call's members are one contiguous run (no allocation per call).
+    let roots: Vec<usize> = (0..obs.len()).map(|i| g.find(i)).collect();
+    let mut first = vec![usize::MAX; obs.len()];
+    for (i, &r) in roots.iter().enumerate() {
+        first[r] = first[r].min(i);
     }
-    let mut out: Vec<Vec<usize>> = groups.into_values().collect();
-    out.sort_by_key(|members| members.iter().map(|&i| obs[i].seq).min().unwrap_or(0));
-    out
+    let mut order: Vec<usize> = (0..obs.len()).collect();
+    order.sort_unstable_by_key(|&i| (first[roots[i]], i));
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    for k in 1..=order.len() {
+        if k == order.len() || first[roots[order[k]]] != first[roots[order[start]]] {
+            ranges.push(start..k);
+            start = k;
+        }
+    }
+    Grouping { order, ranges }
+}
+
+/// Observations partitioned into calls, in order of each call's first arrival.
+#[derive(Debug, Clone, Default)]
+pub struct Grouping {
+    order: Vec<usize>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl Grouping {
+    /// Each call's observation indices.
+    pub fn iter(&self) -> impl Iterator<Item = &[usize]> {
+        self.ranges.iter().map(|r| &self.order[r.clone()])
+    }
+
+    /// Number of calls.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// True when there are no calls.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
 }
 
 /// Unions observation `i` with the first one seen with the same `key`.
@@ -248,27 +283,39 @@ fn join_twins(obs: &[Observation], g: &mut Groups<'_>) {
 /// The fields of one call, picked from its observations by trust.
 pub struct Merged<'a> {
     /// Observations of the call, most trusted first.
-    pub members: Vec<&'a Observation>,
+    pub members: SmallVec<[&'a Observation; 4]>,
     /// The HTTP attempt spans, in start order.
-    pub attempts: Vec<&'a Observation>,
+    pub attempts: SmallVec<[&'a Observation; 4]>,
+    /// Indices of all observations in the order fields are picked:
+    /// members by trust, then attempts from the last.
+    pub order: SmallVec<[usize; 8]>,
 }
 
 impl<'a> Merged<'a> {
     /// Orders a group's observations by trust.
     pub fn new(obs: &'a [Observation], group: &[usize]) -> Merged<'a> {
-        let mut members: Vec<&Observation> = group
+        let mut members: SmallVec<[usize; 4]> = group
             .iter()
-            .map(|&i| &obs[i])
-            .filter(|o| o.kind().is_call_level())
+            .copied()
+            .filter(|&i| obs[i].kind().is_call_level())
             .collect();
-        members.sort_by_key(|o| (std::cmp::Reverse(o.kind().rank()), o.seq));
-        let mut attempts: Vec<&Observation> = group
+        members.sort_by_key(|&i| (std::cmp::Reverse(obs[i].kind().rank()), obs[i].seq));
+        let mut attempts: SmallVec<[usize; 4]> = group
             .iter()
-            .map(|&i| &obs[i])
-            .filter(|o| !o.kind().is_call_level())
+            .copied()
+            .filter(|&i| !obs[i].kind().is_call_level())
             .collect();
-        attempts.sort_by_key(|o| (o.start_unix_nano, o.seq));
-        Merged { members, attempts }
+        attempts.sort_by_key(|&i| (obs[i].start_unix_nano, obs[i].seq));
+        let order = members
+            .iter()
+            .chain(attempts.iter().rev())
+            .copied()
+            .collect();
+        Merged {
+            members: members.iter().map(|&i| &obs[i]).collect(),
+            attempts: attempts.iter().map(|&i| &obs[i]).collect(),
+            order,
+        }
     }
 
     /// The first value in trust order, call-level evidence before HTTP attempts.
@@ -346,7 +393,7 @@ impl<'a> Merged<'a> {
     /// Call start: the earliest start among the evidence.
     pub fn start_unix_nano(&self) -> u64 {
         let starts =
-            |v: &Vec<&Observation>| v.iter().map(|o| o.start_unix_nano).filter(|t| *t > 0).min();
+            |v: &[&Observation]| v.iter().map(|o| o.start_unix_nano).filter(|t| *t > 0).min();
         starts(&self.members)
             .or_else(|| starts(&self.attempts))
             .unwrap_or(0)
@@ -368,28 +415,22 @@ impl<'a> Merged<'a> {
 
     /// `conv@version+conv@version`, most trusted first, each once.
     pub fn source(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
+        let mut out = String::with_capacity(48);
+        let mut seen: SmallVec<[(crate::observation::Convention, Option<&str>); 4]> =
+            SmallVec::new();
         for o in self.members.iter().chain(self.attempts.iter()) {
-            let name = match &o.convention_version {
-                Some(v) => format!("{}@{}", o.convention().name(), v),
-                None => o.convention().name().to_owned(),
-            };
-            if !parts.contains(&name) {
-                parts.push(name);
+            let key = (o.convention(), o.convention_version.as_deref());
+            if seen.contains(&key) {
+                continue;
             }
-        }
-        parts.join("+")
-    }
-
-    /// Unmapped attributes of all members, most trusted first, bounded.
-    pub fn attributes(&self) -> std::collections::BTreeMap<String, String> {
-        let mut out = std::collections::BTreeMap::new();
-        for o in self.members.iter().chain(self.attempts.iter()) {
-            for (k, v) in &o.unmapped {
-                if out.len() >= ATTRIBUTES_MAX_COUNT {
-                    return out;
-                }
-                out.entry(k.clone()).or_insert_with(|| v.clone());
+            seen.push(key);
+            if !out.is_empty() {
+                out.push('+');
+            }
+            out.push_str(key.0.name());
+            if let Some(v) = key.1 {
+                out.push('@');
+                out.push_str(v);
             }
         }
         out
@@ -402,20 +443,43 @@ fn unreachable_empty() -> &'static Observation {
     EMPTY.get_or_init(Observation::default)
 }
 
-/// Fills the identity fields of a record from the merged evidence.
-pub fn identity(m: &Merged<'_>, r: &mut CallRecord) {
-    let primary = m.primary();
-    r.trace_id = primary
-        .trace_id
-        .map(hex::encode)
-        .or_else(|| m.pick(|o| o.trace_id.map(hex::encode)));
-    r.span_id = primary
-        .span_id
-        .map(hex::encode)
-        .or_else(|| m.pick(|o| o.span_id.map(hex::encode)));
-    r.service = m.pick(|o| o.service.clone());
-    r.environment = m.pick(|o| o.environment.clone());
-    r.organization_id = m.pick(|o| o.organization_id.clone());
-    r.request_id = m.pick(|o| o.request_id.clone());
-    r.response_id = m.pick(|o| o.response_id.clone());
+/// Takes the first value present, in the call's trust order.
+pub fn take_first<T>(
+    obs: &mut [Observation],
+    order: &[usize],
+    field: impl Fn(&mut Observation) -> &mut Option<T>,
+) -> Option<T> {
+    order.iter().find_map(|&i| field(&mut obs[i]).take())
+}
+
+/// Moves the identity fields of a call's observations into its record
+/// (the observations are spent afterwards).
+pub fn take_identity(obs: &mut [Observation], order: &[usize], r: &mut CallRecord) {
+    r.service = take_first(obs, order, |o| &mut o.service);
+    r.environment = take_first(obs, order, |o| &mut o.environment);
+    r.organization_id = take_first(obs, order, |o| &mut o.organization_id);
+    r.request_id = take_first(obs, order, |o| &mut o.request_id);
+    r.response_id = take_first(obs, order, |o| &mut o.response_id);
+    r.stop_reason = take_first(obs, order, |o| &mut o.stop_reason);
+    let mut attributes = std::collections::BTreeMap::new();
+    for &i in order {
+        for (k, v) in std::mem::take(&mut obs[i].unmapped) {
+            if attributes.len() >= ATTRIBUTES_MAX_COUNT {
+                break;
+            }
+            attributes.entry(k).or_insert(v);
+        }
+    }
+    r.attributes = attributes;
+}
+
+/// Lower-case hex of an id, in one allocation.
+pub fn hex_id(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
 }

@@ -135,7 +135,7 @@ pub struct Observation {
     /// The convention it was read with.
     pub convention: Option<Convention>,
     /// Version of the instrumentation (scope version), when known.
-    pub convention_version: Option<String>,
+    pub convention_version: Option<std::sync::Arc<str>>,
     /// Start of the call (or attempt), ns since the epoch; 0 when unknown.
     pub start_unix_nano: u64,
     /// End of the call (or attempt), ns since the epoch; 0 when unknown.

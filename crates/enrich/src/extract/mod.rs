@@ -13,6 +13,7 @@ mod span_attrs;
 pub mod tokens;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use claudewatch_model::ATTRIBUTES_MAX_COUNT;
 use claudewatch_otlp::proto::common::v1::{InstrumentationScope, KeyValue};
@@ -106,11 +107,12 @@ pub fn extract(
             for rs in &t.resource_spans {
                 let res = ResourceCtx::from_resource(rs.resource.as_ref());
                 for ss in &rs.scope_spans {
+                    let version = scope_version(ss.scope.as_ref());
                     for span in &ss.spans {
                         stats.spans += 1;
                         *seq += 1;
                         if let Some(o) =
-                            span_observation(&res, ss.scope.as_ref(), span, *seq, stats)
+                            span_observation(&res, ss.scope.as_ref(), &version, span, *seq, stats)
                         {
                             stats.observations += 1;
                             out.push(o);
@@ -123,10 +125,12 @@ pub fn extract(
             for rl in &l.resource_logs {
                 let res = ResourceCtx::from_resource(rl.resource.as_ref());
                 for sl in &rl.scope_logs {
+                    let version = scope_version(sl.scope.as_ref());
                     for rec in &sl.log_records {
                         stats.log_records += 1;
                         *seq += 1;
-                        if let Some(o) = log_observation(&res, sl.scope.as_ref(), rec, *seq, stats)
+                        if let Some(o) =
+                            log_observation(&res, sl.scope.as_ref(), &version, rec, *seq, stats)
                         {
                             stats.observations += 1;
                             out.push(o);
@@ -178,9 +182,18 @@ fn ids(trace_id: &[u8], span_id: &[u8], stats: &mut ExtractStats) -> Result<Ids,
     Ok((trace, span))
 }
 
+/// The scope's version, shared by all items of the scope.
+fn scope_version(scope: Option<&InstrumentationScope>) -> Option<Arc<str>> {
+    scope
+        .map(|s| s.version.as_str())
+        .filter(|v| !v.is_empty())
+        .map(Arc::from)
+}
+
 fn span_observation(
     res: &ResourceCtx,
     scope: Option<&InstrumentationScope>,
+    version: &Option<Arc<str>>,
     span: &Span,
     seq: u64,
     stats: &mut ExtractStats,
@@ -205,7 +218,7 @@ fn span_observation(
         seq,
         kind: Some(kind),
         convention: Some(convention),
-        convention_version: scope.map(|s| s.version.clone()).filter(|v| !v.is_empty()),
+        convention_version: version.clone(),
         start_unix_nano: span.start_time_unix_nano,
         end_unix_nano: span.end_time_unix_nano,
         trace_id,
@@ -262,6 +275,7 @@ fn span_observation(
 fn log_observation(
     res: &ResourceCtx,
     scope: Option<&InstrumentationScope>,
+    version: &Option<Arc<str>>,
     rec: &LogRecord,
     seq: u64,
     stats: &mut ExtractStats,
@@ -277,7 +291,7 @@ fn log_observation(
             seq,
             kind: Some(EvidenceKind::FirstPartyLog),
             convention: Some(Convention::ClaudeCode),
-            convention_version: res.service_version.clone(),
+            convention_version: res.service_version.as_deref().map(Arc::from),
             trace_id,
             span_id,
             service: res.service.clone(),
@@ -326,7 +340,7 @@ fn log_observation(
         seq,
         kind: Some(EvidenceKind::InstrumentationLog),
         convention: Some(convention),
-        convention_version: scope.map(|s| s.version.clone()).filter(|v| !v.is_empty()),
+        convention_version: version.clone(),
         start_unix_nano: time,
         trace_id,
         span_id,

@@ -11,7 +11,7 @@ macro_rules! known_keys {
         pub struct SpanAttrs<'a> {
             $(#[doc = concat!($($key, " "),+)] pub $field: Option<&'a AnyValue>,)*
             /// Attributes no convention maps (content keys excluded later).
-            pub rest: Vec<&'a KeyValue>,
+            pub rest: smallvec::SmallVec<[&'a KeyValue; 16]>,
         }
 
         impl<'a> SpanAttrs<'a> {
