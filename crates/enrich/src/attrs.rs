@@ -2,136 +2,125 @@
 //! message content that must never be copied.
 
 use claudewatch_model::ATTRIBUTE_VALUE_MAX_LEN;
-use claudewatch_otlp::proto::common::v1::{any_value::Value, AnyValue};
+pub use claudewatch_otlp::view::{KeyValueRef, ValueRef};
 
 /// Longest value accepted for a mapped identifier (model, ids, error type).
 /// Longer values are treated as absent and counted as invalid.
 pub const MAX_MAPPED_VALUE_LEN: usize = 512;
 
 /// The value as an integer: ints, integral doubles, and numeric strings.
-pub fn as_i64(v: &AnyValue) -> Option<i64> {
-    match v.value.as_ref()? {
-        Value::IntValue(i) => Some(*i),
-        Value::DoubleValue(d) if d.fract() == 0.0 && d.is_finite() && d.abs() < 9.0e15 => {
-            Some(*d as i64)
+pub fn as_i64(v: ValueRef<'_>) -> Option<i64> {
+    match v {
+        ValueRef::Int(i) => Some(i),
+        ValueRef::Double(d) if d.fract() == 0.0 && d.is_finite() && d.abs() < 9.0e15 => {
+            Some(d as i64)
         }
-        Value::StringValue(s) => s.trim().parse().ok(),
+        ValueRef::Str(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
 
 /// The value as a non-negative count.
-pub fn as_u64(v: &AnyValue) -> Option<u64> {
+pub fn as_u64(v: ValueRef<'_>) -> Option<u64> {
     as_i64(v).and_then(|i| u64::try_from(i).ok())
 }
 
 /// The value as a float: doubles, ints and numeric strings.
-pub fn as_f64(v: &AnyValue) -> Option<f64> {
-    match v.value.as_ref()? {
-        Value::DoubleValue(d) if d.is_finite() => Some(*d),
-        Value::IntValue(i) => Some(*i as f64),
-        Value::StringValue(s) => s.trim().parse().ok().filter(|f: &f64| f.is_finite()),
+pub fn as_f64(v: ValueRef<'_>) -> Option<f64> {
+    match v {
+        ValueRef::Double(d) if d.is_finite() => Some(d),
+        ValueRef::Int(i) => Some(i as f64),
+        ValueRef::Str(s) => s.trim().parse().ok().filter(|f: &f64| f.is_finite()),
         _ => None,
     }
 }
 
 /// The value as a boolean: bools and the strings `true`/`false`.
-pub fn as_bool(v: &AnyValue) -> Option<bool> {
-    match v.value.as_ref()? {
-        Value::BoolValue(b) => Some(*b),
-        Value::StringValue(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::StringValue(s) if s.eq_ignore_ascii_case("false") => Some(false),
+pub fn as_bool(v: ValueRef<'_>) -> Option<bool> {
+    match v {
+        ValueRef::Bool(b) => Some(b),
+        ValueRef::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        ValueRef::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
         _ => None,
     }
 }
 
 /// The value as a string slice, if it is a string.
-pub fn as_str(v: &AnyValue) -> Option<&str> {
-    match v.value.as_ref()? {
-        Value::StringValue(s) => Some(s.as_str()),
+pub fn as_str(v: ValueRef<'_>) -> Option<&str> {
+    match v {
+        ValueRef::Str(s) => Some(s),
         _ => None,
     }
 }
 
 /// A mapped identifier: a non-empty string of sane length.
-pub fn as_ident(v: &AnyValue) -> Option<&str> {
+pub fn as_ident(v: ValueRef<'_>) -> Option<&str> {
     as_str(v)
         .map(str::trim)
         .filter(|s| !s.is_empty() && s.len() <= MAX_MAPPED_VALUE_LEN)
 }
 
-/// Takes the string out of an attribute value without copying.
-pub fn take_string(v: &mut Option<AnyValue>) -> Option<String> {
-    match v.as_mut()?.value.as_mut()? {
-        Value::StringValue(s) if !s.is_empty() && s.len() <= MAX_MAPPED_VALUE_LEN => {
-            Some(std::mem::take(s))
-        }
-        _ => None,
-    }
-}
-
 /// First element of a string array (e.g. `gen_ai.response.finish_reasons`), or the string itself.
-pub fn first_string(v: &AnyValue) -> Option<&str> {
-    match v.value.as_ref()? {
-        Value::StringValue(s) => Some(s.as_str()),
-        Value::ArrayValue(a) => a.values.first().and_then(as_str),
+pub fn first_string(v: ValueRef<'_>) -> Option<&str> {
+    match v {
+        ValueRef::Str(s) => Some(s),
+        ValueRef::Array(a) => a.first().and_then(as_str),
         _ => None,
     }
 }
 
 /// Renders any value as a bounded display string for the unmapped-attributes map.
 /// Returns the string and whether it was truncated.
-pub fn render_bounded(v: &AnyValue) -> (String, bool) {
+pub fn render_bounded(v: ValueRef<'_>) -> (String, bool) {
     let mut out = String::new();
     render_into(v, &mut out, 0);
     truncate_utf8(out, ATTRIBUTE_VALUE_MAX_LEN)
 }
 
-fn render_into(v: &AnyValue, out: &mut String, depth: usize) {
+fn render_into(v: ValueRef<'_>, out: &mut String, depth: usize) {
     use std::fmt::Write;
     if out.len() > ATTRIBUTE_VALUE_MAX_LEN || depth > 8 {
         return;
     }
-    match v.value.as_ref() {
-        None => {}
-        Some(Value::StringValue(s)) => {
-            out.push_str(&s[..floor_char_boundary(s, ATTRIBUTE_VALUE_MAX_LEN + 1)])
-        }
-        Some(Value::BoolValue(b)) => {
+    match v {
+        ValueRef::Empty => {}
+        ValueRef::Str(s) => out.push_str(&s[..floor_char_boundary(s, ATTRIBUTE_VALUE_MAX_LEN + 1)]),
+        ValueRef::Bool(b) => {
             let _ = write!(out, "{b}");
         }
-        Some(Value::IntValue(i)) => {
+        ValueRef::Int(i) => {
             let _ = write!(out, "{i}");
         }
-        Some(Value::DoubleValue(d)) => {
+        ValueRef::Double(d) => {
             let _ = write!(out, "{d}");
         }
-        Some(Value::BytesValue(b)) => {
+        ValueRef::Bytes(b) => {
             let _ = write!(out, "<{} bytes>", b.len());
         }
-        Some(Value::ArrayValue(a)) => {
+        ValueRef::Array(a) => {
             out.push('[');
-            for (i, x) in a.values.iter().enumerate() {
+            for (i, x) in a.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 render_into(x, out, depth + 1);
+                if out.len() > ATTRIBUTE_VALUE_MAX_LEN {
+                    break;
+                }
             }
             out.push(']');
         }
-        Some(Value::StringValueStrindex(i)) => {
-            let _ = write!(out, "<string #{i}>");
-        }
-        Some(Value::KvlistValue(kv)) => {
+        ValueRef::Kvlist(kv) => {
             out.push('{');
-            for (i, x) in kv.values.iter().enumerate() {
+            for (i, x) in kv.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&x.key);
+                out.push_str(x.key);
                 out.push('=');
-                if let Some(v) = &x.value {
-                    render_into(v, out, depth + 1);
+                render_into(x.value, out, depth + 1);
+                if out.len() > ATTRIBUTE_VALUE_MAX_LEN {
+                    break;
                 }
             }
             out.push('}');
@@ -215,40 +204,14 @@ pub fn is_content_key(key: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn s(x: &str) -> AnyValue {
-        AnyValue {
-            value: Some(Value::StringValue(x.into())),
-        }
-    }
-
     #[test]
     fn numbers_parse_from_any_numeric_form() {
-        assert_eq!(
-            as_u64(&AnyValue {
-                value: Some(Value::IntValue(5))
-            }),
-            Some(5)
-        );
-        assert_eq!(as_u64(&s("42")), Some(42));
-        assert_eq!(
-            as_u64(&AnyValue {
-                value: Some(Value::IntValue(-1))
-            }),
-            None
-        );
-        assert_eq!(
-            as_u64(&AnyValue {
-                value: Some(Value::DoubleValue(3.0))
-            }),
-            Some(3)
-        );
-        assert_eq!(
-            as_u64(&AnyValue {
-                value: Some(Value::DoubleValue(3.5))
-            }),
-            None
-        );
-        assert_eq!(as_f64(&s("0.25")), Some(0.25));
+        assert_eq!(as_u64(ValueRef::Int(5)), Some(5));
+        assert_eq!(as_u64(ValueRef::Str("42")), Some(42));
+        assert_eq!(as_u64(ValueRef::Int(-1)), None);
+        assert_eq!(as_u64(ValueRef::Double(3.0)), Some(3));
+        assert_eq!(as_u64(ValueRef::Double(3.5)), None);
+        assert_eq!(as_f64(ValueRef::Str("0.25")), Some(0.25));
     }
 
     #[test]

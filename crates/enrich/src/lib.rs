@@ -90,6 +90,24 @@ impl Enricher {
         );
     }
 
+    /// Decodes and extracts a protobuf traces request in one pass, borrowing
+    /// strings from `bytes` (zero-copy) when the encoding is canonical. The
+    /// result is the same as `push(&decode(...)?)`, only faster.
+    pub fn push_traces_protobuf(
+        &mut self,
+        bytes: &[u8],
+    ) -> Result<(), claudewatch_otlp::DecodeError> {
+        let mut holder = None;
+        let batch = claudewatch_otlp::trace_batch_protobuf(bytes, &mut holder)?;
+        extract::extract_traces(
+            &batch,
+            &mut self.seq,
+            &mut self.stats.extract,
+            &mut self.pending,
+        );
+        Ok(())
+    }
+
     /// Merges everything pushed so far into call records, in arrival order.
     pub fn finish(&mut self) -> Vec<CallRecord> {
         let mut obs = std::mem::take(&mut self.pending);

@@ -11,6 +11,11 @@
 #![forbid(unsafe_code)]
 
 mod json;
+pub mod view;
+mod wire;
+
+pub use view::TraceBatch;
+pub use wire::scan_traces;
 
 use std::fmt;
 
@@ -219,6 +224,23 @@ fn decode_protobuf(signal: Signal, bytes: &[u8]) -> Result<ExportRequest, Decode
             ExportRequest::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(wrap)?)
         }
     })
+}
+
+/// A borrowed view of a protobuf traces request: the zero-copy scanner when
+/// the encoding is canonical, else prost (whose decoded request is kept in
+/// `holder` for the view to borrow from). Errors are prost's.
+pub fn trace_batch_protobuf<'a>(
+    bytes: &'a [u8],
+    holder: &'a mut Option<ExportTraceServiceRequest>,
+) -> Result<TraceBatch<'a>, DecodeError> {
+    if let Some(batch) = scan_traces(bytes) {
+        return Ok(batch);
+    }
+    let req = ExportTraceServiceRequest::decode(bytes).map_err(|source| DecodeError::Protobuf {
+        signal: Signal::Traces,
+        source,
+    })?;
+    Ok(TraceBatch::from_proto(holder.insert(req)))
 }
 
 /// When `expected` failed to decode, finds which other signal the bytes decode

@@ -65,11 +65,8 @@ pub fn run(args: EnrichArgs) -> anyhow::Result<ExitCode> {
     let mut files_rejected = 0u64;
 
     for path in &args.files {
-        match read_request(path, args.signal) {
-            Ok(req) => {
-                enricher.push(&req);
-                files_ok += 1;
-            }
+        match read_into(path, args.signal, &mut enricher) {
+            Ok(()) => files_ok += 1,
             Err(err) => {
                 eprintln!("claudewatch: rejected {}: {err:#}", path.display());
                 files_rejected += 1;
@@ -124,10 +121,13 @@ pub fn run(args: EnrichArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn read_request(
+/// Reads one file and feeds it to the enricher (protobuf traces through the
+/// zero-copy path).
+fn read_into(
     path: &std::path::Path,
     signal: Option<Signal>,
-) -> anyhow::Result<claudewatch_otlp::ExportRequest> {
+    enricher: &mut Enricher,
+) -> anyhow::Result<()> {
     let name = path.to_string_lossy();
     let signal = match signal.or_else(|| Signal::from_file_name(&name)) {
         Some(s) => s,
@@ -148,7 +148,12 @@ fn read_request(
         anyhow::bail!("file is empty: an OTLP export request has at least one resource");
     }
     let encoding = Encoding::from_file_name(&name);
-    decode(signal, encoding, &bytes).map_err(|err| {
+    let result = if (signal, encoding) == (Signal::Traces, Encoding::Protobuf) {
+        enricher.push_traces_protobuf(&bytes)
+    } else {
+        decode(signal, encoding, &bytes).map(|req| enricher.push(&req))
+    };
+    result.map_err(|err| {
         let hint = match sniff_other_signal(signal, encoding, &bytes) {
             Some(other) => format!(
                 " (it decodes as a {other} request: pass --signal {other} or rename the file)"

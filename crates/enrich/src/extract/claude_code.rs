@@ -5,8 +5,8 @@
 //! last attempt, with `attempt` = total attempts. Its `input_tokens` is the
 //! API's uncached count; its `ttft_ms` is the time to the first SSE event.
 
-use claudewatch_otlp::proto::common::v1::KeyValue;
 use claudewatch_otlp::proto::logs::v1::LogRecord;
+use claudewatch_otlp::view::{KeyValueRef, ValueRef};
 
 use super::ResourceCtx;
 use crate::attrs::{as_f64, as_ident, as_str, as_u64};
@@ -23,7 +23,7 @@ pub(crate) fn event_name<'a>(
     let from_body = rec
         .body
         .as_ref()
-        .and_then(as_str)
+        .and_then(|b| as_str(ValueRef::from_proto(b)))
         .and_then(|b| b.strip_prefix("claude_code."));
     let is_claude_code = scope.starts_with("com.anthropic.claude_code")
         || from_field.is_some()
@@ -40,7 +40,7 @@ pub(crate) fn event_name<'a>(
             .iter()
             .find(|kv| kv.key == "event.name")
             .and_then(|kv| kv.value.as_ref())
-            .and_then(as_str)
+            .and_then(|v| as_str(ValueRef::from_proto(v)))
             .map(|n| n.strip_prefix("claude_code.").unwrap_or(n))
     })
 }
@@ -53,9 +53,9 @@ pub(crate) fn is_call_event(event: &str) -> bool {
 /// Fills `o` from an event's attributes; returns the unmapped attributes.
 pub(crate) fn fill_log<'a>(
     event: &str,
-    attributes: &'a [KeyValue],
+    attributes: &[KeyValueRef<'a>],
     o: &mut Observation,
-) -> Vec<&'a KeyValue> {
+) -> Vec<KeyValueRef<'a>> {
     let rest = fill_common(attributes, o);
     if event == "api_request" {
         o.http_status = o.http_status.or(Some(200));
@@ -68,13 +68,12 @@ pub(crate) fn fill_log<'a>(
 }
 
 /// Fills `o` from a `claude_code.llm_request` span's attributes.
-pub(crate) fn fill_span(attributes: &[KeyValue], o: &mut Observation) {
+pub(crate) fn fill_span(attributes: &[KeyValueRef<'_>], o: &mut Observation) {
     let _ = fill_common(attributes, o);
     let ok = attributes
         .iter()
         .find(|kv| kv.key == "success")
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(crate::attrs::as_bool);
+        .and_then(|kv| crate::attrs::as_bool(kv.value));
     if ok == Some(false) {
         o.failed = true;
     } else if ok == Some(true) {
@@ -82,14 +81,17 @@ pub(crate) fn fill_span(attributes: &[KeyValue], o: &mut Observation) {
     }
 }
 
-fn fill_common<'a>(attributes: &'a [KeyValue], o: &mut Observation) -> Vec<&'a KeyValue> {
+fn fill_common<'a>(attributes: &[KeyValueRef<'a>], o: &mut Observation) -> Vec<KeyValueRef<'a>> {
     // Claude Code always streams.
     o.stream = Some(true);
     let mut rest = Vec::new();
     for kv in attributes {
-        let Some(v) = kv.value.as_ref() else { continue };
+        let v = kv.value;
+        if v == ValueRef::Empty {
+            continue;
+        }
         let count = || as_u64(v);
-        match kv.key.as_str() {
+        match kv.key {
             "model" | "gen_ai.request.model" => {
                 if o.request_model.is_none() {
                     o.request_model = as_ident(v).map(str::to_owned);
@@ -137,7 +139,7 @@ fn fill_common<'a>(attributes: &'a [KeyValue], o: &mut Observation) -> Vec<&'a K
             "organization.id" => o.organization_id = as_ident(v).map(str::to_owned),
             // Claude Code's own estimate (a binary double): cost_usd_micros is kept instead.
             "cost_usd" | "event.name" | "event.timestamp" | "event.sequence" | "success" => {}
-            _ => rest.push(kv),
+            _ => rest.push(*kv),
         }
     }
     rest

@@ -5,7 +5,7 @@
 
 use super::span_attrs::SpanAttrs;
 use super::ResourceCtx;
-use crate::attrs::{as_ident, as_str};
+use crate::attrs::{as_ident, as_str, ValueRef};
 use crate::model_id;
 use crate::observation::{Convention, EvidenceKind};
 
@@ -182,7 +182,7 @@ pub(crate) fn model_from_span_name(name: &str) -> Option<&str> {
 }
 
 /// A value that is an identifier string, for callers outside this module.
-pub(crate) fn ident(v: Option<&claudewatch_otlp::proto::common::v1::AnyValue>) -> Option<&str> {
+pub(crate) fn ident(v: Option<ValueRef<'_>>) -> Option<&str> {
     v.and_then(as_ident)
 }
 

@@ -3,7 +3,7 @@
 //! Logfire), OpenInference's `llm.*` spans, and plain HTTP client spans.
 
 use claudewatch_model::Provider;
-use claudewatch_otlp::proto::common::v1::AnyValue;
+use claudewatch_otlp::view::ValueRef;
 
 use super::detect::{ident, model_from_path, model_from_span_name, url_path};
 use super::json_usage::{self, LogfireResponseJson, MessageJson, RequestJson, UsageJson};
@@ -23,7 +23,7 @@ pub(crate) fn fill(
     o: &mut Observation,
     stats: &mut ExtractStats,
 ) {
-    let owned = |v: Option<&AnyValue>| ident(v).map(str::to_owned);
+    let owned = |v: Option<ValueRef<'_>>| ident(v).map(str::to_owned);
 
     // --- identity and model -------------------------------------------------
     o.request_model = owned(a.request_model)
@@ -88,7 +88,7 @@ pub(crate) fn fill(
 
     // --- TTFT -------------------------------------------------------------------
     if o.stream == Some(true) {
-        let secs = |v: Option<&AnyValue>| v.and_then(as_f64).filter(|s| *s >= 0.0);
+        let secs = |v: Option<ValueRef<'_>>| v.and_then(as_f64).filter(|s| *s >= 0.0);
         o.ttft = match convention {
             // The SDK measures from the call's start to the first content_block_delta.
             Convention::AnthropicSdk => {
@@ -348,14 +348,13 @@ fn fill_logfire(span_name: &str, a: &SpanAttrs<'_>, _res: &ResourceCtx, o: &mut 
     }
 }
 
-impl SpanAttrs<'_> {
+impl<'a> SpanAttrs<'a> {
     /// Logfire's `gen_ai.usage.raw` (JSON string), found among the unmapped attributes.
-    fn usage_raw(&self) -> Option<&str> {
+    fn usage_raw(&self) -> Option<&'a str> {
         self.rest
             .iter()
             .find(|kv| kv.key == "gen_ai.usage.raw")
-            .and_then(|kv| kv.value.as_ref())
-            .and_then(as_str)
+            .and_then(|kv| as_str(kv.value))
     }
 }
 

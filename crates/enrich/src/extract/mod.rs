@@ -18,9 +18,9 @@ use std::sync::Arc;
 use claudewatch_model::ATTRIBUTES_MAX_COUNT;
 use claudewatch_otlp::proto::common::v1::{InstrumentationScope, KeyValue};
 use claudewatch_otlp::proto::logs::v1::LogRecord;
-use claudewatch_otlp::proto::resource::v1::Resource;
-use claudewatch_otlp::proto::trace::v1::Span;
+use claudewatch_otlp::view::{KeyValueRef, SpanRef, TraceBatch, ValueRef};
 use claudewatch_otlp::{metric_point_count, ExportRequest};
+use smallvec::SmallVec;
 
 use crate::attrs::{as_ident, as_str, is_content_key, render_bounded};
 use crate::observation::{Convention, EvidenceKind, Observation};
@@ -74,12 +74,10 @@ pub(crate) struct ResourceCtx {
 }
 
 impl ResourceCtx {
-    fn from_resource(r: Option<&Resource>) -> ResourceCtx {
+    fn from_attributes(attributes: &[KeyValueRef<'_>]) -> ResourceCtx {
         let mut ctx = ResourceCtx::default();
-        let Some(r) = r else { return ctx };
-        for kv in &r.attributes {
-            let Some(v) = kv.value.as_ref() else { continue };
-            let slot = match kv.key.as_str() {
+        for kv in attributes {
+            let slot = match kv.key {
                 "service.name" => &mut ctx.service,
                 "service.version" => &mut ctx.service_version,
                 "deployment.environment.name" => &mut ctx.environment,
@@ -88,9 +86,48 @@ impl ResourceCtx {
                 "telemetry.sdk.name" => &mut ctx.sdk_name,
                 _ => continue,
             };
-            *slot = as_ident(v).map(str::to_owned);
+            *slot = as_ident(kv.value).map(str::to_owned);
         }
         ctx
+    }
+}
+
+/// Views of a decoded item's attributes.
+fn views(attributes: &[KeyValue]) -> SmallVec<[KeyValueRef<'_>; 16]> {
+    attributes.iter().map(KeyValueRef::from_proto).collect()
+}
+
+/// Extracts observations from a traces request view, appending to `out`.
+pub fn extract_traces(
+    batch: &TraceBatch<'_>,
+    seq: &mut u64,
+    stats: &mut ExtractStats,
+    out: &mut Vec<Observation>,
+) {
+    let resources: SmallVec<[ResourceCtx; 2]> = batch
+        .resources
+        .iter()
+        .map(|r| ResourceCtx::from_attributes(batch.attrs(&r.attributes)))
+        .collect();
+    let versions: SmallVec<[Option<Arc<str>>; 4]> = batch
+        .scopes
+        .iter()
+        .map(|s| (!s.version.is_empty()).then(|| Arc::from(s.version)))
+        .collect();
+    for span in &batch.spans {
+        stats.spans += 1;
+        *seq += 1;
+        let Some(scope) = batch.scopes.get(span.scope) else {
+            continue;
+        };
+        let Some(res) = resources.get(scope.resource) else {
+            continue;
+        };
+        let version = &versions[span.scope];
+        if let Some(o) = span_observation(batch, res, scope.name, version, span, *seq, stats) {
+            stats.observations += 1;
+            out.push(o);
+        }
     }
 }
 
@@ -103,27 +140,15 @@ pub fn extract(
     out: &mut Vec<Observation>,
 ) {
     match req {
-        ExportRequest::Traces(t) => {
-            for rs in &t.resource_spans {
-                let res = ResourceCtx::from_resource(rs.resource.as_ref());
-                for ss in &rs.scope_spans {
-                    let version = scope_version(ss.scope.as_ref());
-                    for span in &ss.spans {
-                        stats.spans += 1;
-                        *seq += 1;
-                        if let Some(o) =
-                            span_observation(&res, ss.scope.as_ref(), &version, span, *seq, stats)
-                        {
-                            stats.observations += 1;
-                            out.push(o);
-                        }
-                    }
-                }
-            }
-        }
+        ExportRequest::Traces(t) => extract_traces(&TraceBatch::from_proto(t), seq, stats, out),
         ExportRequest::Logs(l) => {
             for rl in &l.resource_logs {
-                let res = ResourceCtx::from_resource(rl.resource.as_ref());
+                let res = ResourceCtx::from_attributes(&views(
+                    rl.resource
+                        .as_ref()
+                        .map(|r| r.attributes.as_slice())
+                        .unwrap_or(&[]),
+                ));
                 for sl in &rl.scope_logs {
                     let version = scope_version(sl.scope.as_ref());
                     for rec in &sl.log_records {
@@ -191,23 +216,24 @@ fn scope_version(scope: Option<&InstrumentationScope>) -> Option<Arc<str>> {
 }
 
 fn span_observation(
+    batch: &TraceBatch<'_>,
     res: &ResourceCtx,
-    scope: Option<&InstrumentationScope>,
+    scope_name: &str,
     version: &Option<Arc<str>>,
-    span: &Span,
+    span: &SpanRef<'_>,
     seq: u64,
     stats: &mut ExtractStats,
 ) -> Option<Observation> {
-    let a = SpanAttrs::index(&span.attributes);
-    let scope_name = scope.map(|s| s.name.as_str()).unwrap_or("");
-    let detected = detect::detect_span(scope_name, &span.name, &a, res);
+    let attributes = batch.attrs(&span.attributes);
+    let a = SpanAttrs::index(attributes);
+    let detected = detect::detect_span(scope_name, span.name, &a, res);
     let Some(Detected { convention, kind }) = detected else {
         stats.not_claude += 1;
         return None;
     };
-    let (trace_id, span_id) = ids(&span.trace_id, &span.span_id, stats).ok()?;
+    let (trace_id, span_id) = ids(span.trace_id, span.span_id, stats).ok()?;
     let parent_span_id = match span.parent_span_id.len() {
-        8 => span.parent_span_id.as_slice().try_into().ok(),
+        8 => span.parent_span_id.try_into().ok(),
         _ => None,
     };
     if span.end_time_unix_nano != 0 && span.end_time_unix_nano < span.start_time_unix_nano {
@@ -239,24 +265,21 @@ fn span_observation(
     if span.end_time_unix_nano > 0 && span.start_time_unix_nano > 0 {
         o.duration_ms = Some((span.end_time_unix_nano - span.start_time_unix_nano) as f64 / 1e6);
     }
-    if let Some(status) = &span.status {
-        if status.code == 2 {
-            o.failed = true;
-            if !status.message.is_empty() {
-                o.error_message = Some(status.message.clone());
-            }
+    if span.status_code == 2 {
+        o.failed = true;
+        if !span.status_message.is_empty() {
+            o.error_message =
+                Some(crate::attrs::truncate_utf8(span.status_message.to_owned(), 4096).0);
         }
     }
-    for ev in &span.events {
+    for ev in batch.events.get(span.events.clone()).unwrap_or(&[]) {
         if ev.name == "exception" {
-            for kv in &ev.attributes {
-                match (kv.key.as_str(), kv.value.as_ref()) {
-                    ("exception.type", Some(v)) => {
-                        o.exception_type = as_ident(v).map(str::to_owned)
-                    }
-                    ("exception.message", Some(v)) if o.error_message.is_none() => {
-                        o.error_message =
-                            as_str(v).map(|s| crate::attrs::truncate_utf8(s.to_owned(), 4096).0);
+            for kv in batch.attrs(&ev.attributes) {
+                match kv.key {
+                    "exception.type" => o.exception_type = as_ident(kv.value).map(str::to_owned),
+                    "exception.message" if o.error_message.is_none() => {
+                        o.error_message = as_str(kv.value)
+                            .map(|s| crate::attrs::truncate_utf8(s.to_owned(), 4096).0);
                     }
                     _ => {}
                 }
@@ -265,8 +288,8 @@ fn span_observation(
         }
     }
     match convention {
-        Convention::ClaudeCode => claude_code::fill_span(&span.attributes, &mut o),
-        _ => genai::fill(convention, &span.name, &a, res, &mut o, stats),
+        Convention::ClaudeCode => claude_code::fill_span(attributes, &mut o),
+        _ => genai::fill(convention, span.name, &a, res, &mut o, stats),
     }
     o.unmapped = bounded_unmapped(&a.rest, stats);
     Some(o)
@@ -303,7 +326,8 @@ fn log_observation(
         } else {
             rec.observed_time_unix_nano
         };
-        let rest = claude_code::fill_log(event, &rec.attributes, &mut o);
+        let attributes = views(&rec.attributes);
+        let rest = claude_code::fill_log(event, &attributes, &mut o);
         o.end_unix_nano = time;
         let dur_ns = o.duration_ms.map(|d| (d * 1e6) as u64).unwrap_or(0);
         o.start_unix_nano = time.saturating_sub(dur_ns);
@@ -316,7 +340,7 @@ fn log_observation(
             .iter()
             .find(|kv| kv.key == "event.name")
             .and_then(|kv| kv.value.as_ref())
-            .and_then(as_str)
+            .and_then(|v| as_str(ValueRef::from_proto(v)))
             .unwrap_or("")
     } else {
         rec.event_name.as_str()
@@ -325,7 +349,8 @@ fn log_observation(
         stats.not_claude += 1;
         return None;
     }
-    let a = SpanAttrs::index(&rec.attributes);
+    let attributes = views(&rec.attributes);
+    let a = SpanAttrs::index(&attributes);
     let Some(Detected { convention, .. }) = detect::detect_span(scope_name, "", &a, res) else {
         stats.not_claude += 1;
         return None;
@@ -357,19 +382,18 @@ fn log_observation(
 }
 
 /// Unmapped, non-content attributes, bounded in count and value length.
-fn bounded_unmapped(rest: &[&KeyValue], stats: &mut ExtractStats) -> Vec<(String, String)> {
+fn bounded_unmapped(rest: &[KeyValueRef<'_>], stats: &mut ExtractStats) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for kv in rest {
-        if is_content_key(&kv.key) {
+        if is_content_key(kv.key) || kv.value == ValueRef::Empty {
             continue;
         }
-        let Some(v) = kv.value.as_ref() else { continue };
         if out.len() >= ATTRIBUTES_MAX_COUNT {
             stats.dropped_attributes += 1;
             continue;
         }
-        let (key, key_cut) = crate::attrs::truncate_utf8(kv.key.clone(), 128);
-        let (value, cut) = render_bounded(v);
+        let (key, key_cut) = crate::attrs::truncate_utf8(kv.key.to_owned(), 128);
+        let (value, cut) = render_bounded(kv.value);
         if cut || key_cut {
             stats.truncated_values += 1;
         }

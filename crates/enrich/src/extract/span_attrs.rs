@@ -1,7 +1,7 @@
 //! One pass over a span's (or log record's) attributes that indexes every key
 //! any supported convention maps, and sets aside the rest.
 
-use claudewatch_otlp::proto::common::v1::{AnyValue, KeyValue};
+use claudewatch_otlp::view::{KeyValueRef, ValueRef};
 
 macro_rules! known_keys {
     ($($field:ident => $($key:literal)|+ ;)*) => {
@@ -9,20 +9,22 @@ macro_rules! known_keys {
         /// value of the first of its keys present.
         #[derive(Default)]
         pub struct SpanAttrs<'a> {
-            $(#[doc = concat!($($key, " "),+)] pub $field: Option<&'a AnyValue>,)*
+            $(#[doc = concat!($($key, " "),+)] pub $field: Option<ValueRef<'a>>,)*
             /// Attributes no convention maps (content keys excluded later).
-            pub rest: smallvec::SmallVec<[&'a KeyValue; 16]>,
+            pub rest: smallvec::SmallVec<[KeyValueRef<'a>; 16]>,
         }
 
         impl<'a> SpanAttrs<'a> {
             /// Indexes `attributes` in one pass.
-            pub fn index(attributes: &'a [KeyValue]) -> SpanAttrs<'a> {
+            pub fn index(attributes: &[KeyValueRef<'a>]) -> SpanAttrs<'a> {
                 let mut a = SpanAttrs::default();
                 for kv in attributes {
-                    let Some(v) = kv.value.as_ref() else { continue };
-                    match kv.key.as_str() {
-                        $($($key)|+ => { if a.$field.is_none() { a.$field = Some(v); } })*
-                        _ => a.rest.push(kv),
+                    if kv.value == ValueRef::Empty {
+                        continue;
+                    }
+                    match kv.key {
+                        $($($key)|+ => { if a.$field.is_none() { a.$field = Some(kv.value); } })*
+                        _ => a.rest.push(*kv),
                     }
                 }
                 a
