@@ -13,7 +13,7 @@
 //!    service and model, in different traces, the SDK span inside the
 //!    instrumentation span's time range.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use claudewatch_model::{CallRecord, Provider, ATTRIBUTES_MAX_COUNT};
 use smallvec::SmallVec;
@@ -87,21 +87,21 @@ pub fn group(obs: &[Observation]) -> Grouping {
     let mut g = Groups::new(obs);
 
     // 1 and 2: shared ids.
-    let mut by_request: HashMap<&str, usize> = HashMap::new();
-    let mut by_response: HashMap<&str, usize> = HashMap::new();
+    let mut by_request: HashMap<&str, usize> = HashMap::default();
+    let mut by_response: HashMap<&str, usize> = HashMap::default();
     for (i, o) in obs.iter().enumerate() {
         union_by_key(&mut by_request, o.request_id.as_deref(), i, &mut g);
         union_by_key(&mut by_response, o.response_id.as_deref(), i, &mut g);
     }
 
     // 3: parent links within a trace.
-    let mut by_span: HashMap<([u8; 16], [u8; 8]), usize> = HashMap::new();
+    let mut by_span: HashMap<([u8; 16], [u8; 8]), usize> = HashMap::default();
     for (i, o) in obs.iter().enumerate() {
         if let (Some(t), Some(s)) = (o.trace_id, o.span_id) {
             by_span.entry((t, s)).or_insert(i);
         }
     }
-    let mut call_children: HashMap<usize, u32> = HashMap::new();
+    let mut call_children: HashMap<usize, u32> = HashMap::default();
     for o in obs {
         if let (Some(t), Some(p)) = (o.trace_id, o.parent_span_id) {
             if o.kind().is_call_level() {
@@ -113,7 +113,7 @@ pub fn group(obs: &[Observation]) -> Grouping {
             }
         }
     }
-    let mut orphan_attempts: HashMap<([u8; 16], [u8; 8]), Vec<usize>> = HashMap::new();
+    let mut orphan_attempts: HashMap<([u8; 16], [u8; 8]), Vec<usize>> = HashMap::default();
     for (i, o) in obs.iter().enumerate() {
         let (Some(t), Some(p)) = (o.trace_id, o.parent_span_id) else {
             continue;
@@ -219,7 +219,7 @@ fn join_twins(obs: &[Observation], g: &mut Groups<'_>) {
         sdk: Option<usize>,
         instr: Option<usize>,
     }
-    let mut summaries: HashMap<usize, Summary> = HashMap::new();
+    let mut summaries: HashMap<usize, Summary> = HashMap::default();
     for (i, o) in obs.iter().enumerate() {
         let root = g.find(i);
         let s = summaries.entry(root).or_default();

@@ -18,6 +18,15 @@ pub struct ModelId {
     pub provider: Option<Provider>,
 }
 
+/// The surface a model id's spelling implies (Bedrock, Vertex), without
+/// normalising it: a cheap check for the per-span path.
+pub fn provider_hint(raw: &str) -> Option<Provider> {
+    if !raw.bytes().any(|b| matches!(b, b'.' | b'@' | b':' | b'/')) {
+        return None;
+    }
+    normalize(raw).and_then(|m| m.provider)
+}
+
 const TIERS: &[&str] = &["opus", "sonnet", "haiku", "instant"];
 
 /// Normalises a model id; `None` when it is not a Claude model id.

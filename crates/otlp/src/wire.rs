@@ -57,7 +57,18 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    #[inline]
     fn varint(&mut self) -> Option<u64> {
+        // One-byte fast path: tags and most lengths.
+        let first = *self.buf.get(self.pos)?;
+        if first < 0x80 {
+            self.pos += 1;
+            return Some(u64::from(first));
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> Option<u64> {
         let mut value: u64 = 0;
         for i in 0..10 {
             let b = *self.buf.get(self.pos)?;
@@ -74,6 +85,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field; `Err` on malformed or unsupported (group) encoding.
+    #[inline]
     pub fn next_field(&mut self) -> Result<Option<Field<'a>>, ()> {
         if self.pos >= self.buf.len() {
             return Ok(None);
@@ -115,6 +127,7 @@ impl<'a> Reader<'a> {
 
 /// Loops over a message's fields with `f`; any `None` from `f` or malformed
 /// bytes abort the scan.
+#[inline]
 fn each_field<'a>(buf: &'a [u8], mut f: impl FnMut(Field<'a>) -> Option<()>) -> Option<()> {
     let mut r = Reader::new(buf);
     while let Some(field) = r.next_field().ok()? {

@@ -107,7 +107,7 @@ pub(crate) fn fill(
         let implied = [o.request_model.as_deref(), o.response_model.as_deref()]
             .into_iter()
             .flatten()
-            .find_map(|m| crate::model_id::normalize(m).and_then(|id| id.provider));
+            .find_map(crate::model_id::provider_hint);
         if implied.is_some() {
             o.provider = implied;
         }

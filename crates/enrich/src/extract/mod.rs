@@ -114,6 +114,7 @@ pub fn extract_traces(
         .iter()
         .map(|s| (!s.version.is_empty()).then(|| Arc::from(s.version)))
         .collect();
+    out.reserve(batch.spans.len());
     for span in &batch.spans {
         stats.spans += 1;
         *seq += 1;
