@@ -21,14 +21,20 @@ const SPANS: usize = 1000;
 
 fn pipeline(c: &mut Criterion) {
     let body = synth::batch(SPANS, 7).encode_to_vec();
-    eprintln!("batch: {SPANS} spans, {} bytes ({} bytes/span)", body.len(), body.len() / SPANS);
+    eprintln!(
+        "batch: {SPANS} spans, {} bytes ({} bytes/span)",
+        body.len(),
+        body.len() / SPANS
+    );
     let config = EnrichConfig::default();
     let mut g = c.benchmark_group("otlp_1000_spans");
     g.throughput(Throughput::Elements(SPANS as u64));
     g.bench_function("a_prost_decode", |b| {
         b.iter(|| decode(Signal::Traces, Encoding::Protobuf, black_box(&body)).expect("decodes"))
     });
-    g.bench_function("a_zero_copy_decode", |b| b.iter(|| scan_traces(black_box(&body)).expect("canonical")));
+    g.bench_function("a_zero_copy_decode", |b| {
+        b.iter(|| scan_traces(black_box(&body)).expect("canonical"))
+    });
     g.bench_function("b_decode_enrich", |b| {
         b.iter(|| {
             let mut e = Enricher::new(config.clone());
@@ -40,7 +46,8 @@ fn pipeline(c: &mut Criterion) {
     });
     g.bench_function("b_prost_decode_enrich", |b| {
         b.iter(|| {
-            let req = decode(Signal::Traces, Encoding::Protobuf, black_box(&body)).expect("decodes");
+            let req =
+                decode(Signal::Traces, Encoding::Protobuf, black_box(&body)).expect("decodes");
             let mut e = Enricher::new(config.clone());
             e.push(&req);
             let records = e.finish();

@@ -332,10 +332,8 @@ fn span<'a>(buf: &'a [u8], scope: usize, b: &mut TraceBatch<'a>) -> Option<()> {
             (10 | 12 | 14, WireValue::Varint(_)) => {}
             (11, WireValue::Bytes(e)) => events.push(e),
             (13, WireValue::Bytes(l)) => link(l)?,
-            (15, WireValue::Bytes(st)) => {
-                if status.replace(st).is_some() {
-                    return None;
-                }
+            (15, WireValue::Bytes(st)) if status.replace(st).is_some() => {
+                return None;
             }
             (16, WireValue::Fixed32) => {}
             (1..=16, _) => return None,
