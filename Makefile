@@ -40,7 +40,7 @@ bench:
 FUZZ_SECONDS ?= 60
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for t in decode_protobuf decode_json enrich_any; do \
+	cd fuzz && for t in decode_protobuf decode_json enrich_any zero_copy_equivalence; do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 clean:

@@ -91,7 +91,9 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let key = self.varint().ok_or(())?;
-        let number = u32::try_from(key >> 3).map_err(|_| ())?;
+        // prost rejects keys that do not fit in 32 bits.
+        let key = u32::try_from(key).map_err(|_| ())?;
+        let number = key >> 3;
         if number == 0 {
             return Err(());
         }
@@ -315,6 +317,7 @@ fn span<'a>(buf: &'a [u8], scope: usize, b: &mut TraceBatch<'a>) -> Option<()> {
     };
     let attr_start = b.attributes.len();
     let mut status: Option<&'a [u8]> = None;
+    let mut status_repeated = false;
     let mut events: Vec<&'a [u8]> = Vec::new();
     each_field(buf, |f| {
         match (f.number, f.value) {
@@ -332,15 +335,17 @@ fn span<'a>(buf: &'a [u8], scope: usize, b: &mut TraceBatch<'a>) -> Option<()> {
             (10 | 12 | 14, WireValue::Varint(_)) => {}
             (11, WireValue::Bytes(e)) => events.push(e),
             (13, WireValue::Bytes(l)) => link(l)?,
-            (15, WireValue::Bytes(st)) if status.replace(st).is_some() => {
-                return None;
-            }
+            // A second status would be merged by prost: noted, and deferred below.
+            (15, WireValue::Bytes(st)) => status_repeated |= status.replace(st).is_some(),
             (16, WireValue::Fixed32) => {}
             (1..=16, _) => return None,
             _ => {}
         }
         Some(())
     })?;
+    if status_repeated {
+        return None;
+    }
     s.attributes = attr_start..b.attributes.len();
     let ev_start = b.events.len();
     for e in events {
@@ -480,6 +485,12 @@ mod tests {
     fn irregular_or_invalid_input_defers_to_prost() {
         assert!(scan_traces(&[0x0a, 100, 1]).is_none(), "truncated");
         assert!(scan_traces(&[0x0b]).is_none(), "group");
+        // Found by fuzzing: a key over 32 bits, which prost rejects.
+        let big_key = [
+            0x90, 0x91, 0x41, 0x8f, 0x3d, 0x90, 0x8b, 0x90, 0xc6, 0x2e, 0x90, 0xfc, 0xc6, 0x90,
+            0x60,
+        ];
+        assert!(scan_traces(&big_key).is_none(), "key over 32 bits");
         let mut two_status = sample();
         two_status.resource_spans[0].scope_spans[0].spans[0].name = "n".into();
         let mut bytes = two_status.encode_to_vec();
