@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 CARGO  ?= cargo
 export CLAUDEWATCH_SHARED := $(SHARED)
 
-.PHONY: all build run test lint bench fuzz clean
+.PHONY: all build run test lint bench bench-instructions fuzz clean
 
 all: build
 
@@ -35,6 +35,16 @@ lint:
 ## bench: criterion benchmarks of decode and decode+enrich (one core).
 bench:
 	taskset -c 0 $(CARGO) bench -p claudewatch-enrich --bench pipeline
+
+## bench-instructions: instructions per span (callgrind; repeatable, unlike wall time on a shared VM).
+bench-instructions:
+	$(CARGO) bench -p claudewatch-enrich --bench instructions --no-run
+	@bin=$$(ls -t target/release/deps/instructions-* | grep -v '\.d$$' | head -1); \
+	base=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null $$bin none 2>&1 | grep -oE 'Collected : [0-9]+' | grep -oE '[0-9]+'); \
+	for m in prost scan enrich prost-enrich; do \
+	  n=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null $$bin $$m 2>&1 | grep -oE 'Collected : [0-9]+' | grep -oE '[0-9]+'); \
+	  echo "$$m: $$(( (n - base) / 20000 )) instructions/span"; \
+	done
 
 ## fuzz: run each decoder fuzz target for FUZZ_SECONDS (needs cargo-fuzz).
 FUZZ_SECONDS ?= 60

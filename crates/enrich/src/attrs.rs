@@ -88,9 +88,7 @@ fn render_into(v: ValueRef<'_>, out: &mut String, depth: usize) {
         ValueRef::Bool(b) => {
             let _ = write!(out, "{b}");
         }
-        ValueRef::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        ValueRef::Int(i) => out.push_str(itoa::Buffer::new().format(i)),
         ValueRef::Double(d) => {
             let _ = write!(out, "{d}");
         }
@@ -152,40 +150,43 @@ pub fn truncate_utf8(mut s: String, max: usize) -> (String, bool) {
 /// True for attribute keys that carry message content (prompts, completions,
 /// tool arguments, raw request/response bodies). These are never copied.
 pub fn is_content_key(key: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "gen_ai.input.messages",
-        "gen_ai.output.messages",
-        "gen_ai.system_instructions",
-        "gen_ai.tool.definitions",
-        "gen_ai.tool.call.arguments",
-        "gen_ai.tool.call.result",
-        "gen_ai.prompt",
-        "gen_ai.completion",
-        "input.value",
-        "output.value",
-        "llm.prompts",
-        "llm.input_messages",
-        "llm.output_messages",
-        "llm.tools",
-        "llm.prompt_template.template",
-        "llm.prompt_template.variables",
-        "request_data",
-        "response_data",
-        "events",
-        "prompt",
-        "prompt_text",
-        "response",
-        "tool_input",
-        "tool_parameters",
-        "exception.stacktrace",
-        "gen_ai.content.prompt",
-        "gen_ai.content.completion",
-        "traceloop.entity.input",
-        "traceloop.entity.output",
-    ];
+    let exact = matches!(
+        key,
+        "gen_ai.input.messages"
+            | "gen_ai.output.messages"
+            | "gen_ai.system_instructions"
+            | "gen_ai.tool.definitions"
+            | "gen_ai.tool.call.arguments"
+            | "gen_ai.tool.call.result"
+            | "gen_ai.prompt"
+            | "gen_ai.completion"
+            | "input.value"
+            | "output.value"
+            | "llm.prompts"
+            | "llm.input_messages"
+            | "llm.output_messages"
+            | "llm.tools"
+            | "llm.prompt_template.template"
+            | "llm.prompt_template.variables"
+            | "request_data"
+            | "response_data"
+            | "events"
+            | "prompt"
+            | "prompt_text"
+            | "response"
+            | "tool_input"
+            | "tool_parameters"
+            | "exception.stacktrace"
+            | "gen_ai.content.prompt"
+            | "gen_ai.content.completion"
+            | "traceloop.entity.input"
+            | "traceloop.entity.output"
+    );
     const PREFIXES: &[&str] = &[
         "gen_ai.prompt.",
         "gen_ai.completion.",
+        "gen_ai.input.",
+        "gen_ai.output.messages.",
         "llm.input_messages.",
         "llm.output_messages.",
         "llm.prompts.",
@@ -193,10 +194,11 @@ pub fn is_content_key(key: &str) -> bool {
         "llm.tools.",
         "input.",
         "output.",
-        "gen_ai.input.",
-        "gen_ai.output.messages.",
     ];
-    EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p))
+    // Every prefix starts with 'g', 'l', 'i' or 'o': most keys are decided by their first byte.
+    exact
+        || (matches!(key.as_bytes().first(), Some(b'g' | b'l' | b'i' | b'o'))
+            && PREFIXES.iter().any(|p| key.starts_with(p)))
 }
 
 #[cfg(test)]

@@ -476,10 +476,14 @@ pub fn take_identity(obs: &mut [Observation], order: &[usize], r: &mut CallRecor
 /// Lower-case hex of an id, in one allocation.
 pub fn hex_id(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
+    let mut buf = [0u8; 64];
+    let n = bytes.len().min(32);
+    for (k, b) in bytes[..n].iter().enumerate() {
+        buf[2 * k] = HEX[(b >> 4) as usize];
+        buf[2 * k + 1] = HEX[(b & 15) as usize];
     }
-    s
+    // Only ASCII hex digits were written.
+    std::str::from_utf8(&buf[..2 * n])
+        .map(str::to_owned)
+        .unwrap_or_default()
 }

@@ -250,12 +250,19 @@ impl PriceTable {
         };
         let write_1h = tokens.cache_write_1h.min(tokens.cache_write);
         let write_5m = tokens.cache_write - write_1h;
-        let d = Decimal::from;
-        let micro_usd_times_mtok = d(tokens.input) * input_price
-            + d(write_5m) * input_price * m.cache_write_5m
-            + d(write_1h) * input_price * m.cache_write_1h
-            + d(tokens.cache_read) * input_price * m.cache_read
-            + d(tokens.output) * output_price;
+        // Zero terms are skipped: most calls have no cache activity.
+        let term = |n: u64, price: Decimal| {
+            if n == 0 {
+                Decimal::ZERO
+            } else {
+                Decimal::from(n) * price
+            }
+        };
+        let micro_usd_times_mtok = term(tokens.input, input_price)
+            + term(write_5m, input_price * m.cache_write_5m)
+            + term(write_1h, input_price * m.cache_write_1h)
+            + term(tokens.cache_read, input_price * m.cache_read)
+            + term(tokens.output, output_price);
         let mut usd = micro_usd_times_mtok / Decimal::from(1_000_000u32);
         if batch {
             usd *= m.batch;

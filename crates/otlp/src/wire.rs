@@ -222,7 +222,13 @@ fn key_value_at(buf: &[u8], depth: usize) -> Option<KeyValueRef<'_>> {
 
 /// Scans a protobuf `ExportTraceServiceRequest`; `None` when prost must decide.
 pub fn scan_traces(buf: &[u8]) -> Option<TraceBatch<'_>> {
-    let mut b = TraceBatch::default();
+    // Pre-size from the body: an attribute takes at least ~24 bytes on the
+    // wire and a span ~160 (estimates; the vectors still grow if needed).
+    let mut b = TraceBatch {
+        spans: Vec::with_capacity(buf.len() / 160 + 1),
+        attributes: Vec::with_capacity(buf.len() / 24 + 1),
+        ..TraceBatch::default()
+    };
     each_field(buf, |f| match (f.number, f.value) {
         (1, WireValue::Bytes(rs)) => resource_spans(rs, &mut b),
         (1, _) => None,
