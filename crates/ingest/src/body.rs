@@ -1,0 +1,171 @@
+//! Request bodies: `Content-Encoding` undone with a hard cap on the
+//! decompressed size, checked while decompressing, so a gzip or zstd bomb is
+//! refused without ever allocating its expanded size.
+
+use std::io::Read;
+
+/// A body encoding the receiver accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentEncoding {
+    /// No encoding (`identity` or absent).
+    Identity,
+    /// `gzip`.
+    Gzip,
+    /// `zstd`.
+    Zstd,
+}
+
+impl ContentEncoding {
+    /// Parses a `Content-Encoding` header value; `None` for unsupported encodings.
+    pub fn parse(header: Option<&str>) -> Option<ContentEncoding> {
+        match header.map(|h| h.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("identity") => Some(ContentEncoding::Identity),
+            Some("gzip") | Some("x-gzip") => Some(ContentEncoding::Gzip),
+            Some("zstd") => Some(ContentEncoding::Zstd),
+            Some(_) => None,
+        }
+    }
+}
+
+/// Why a body could not be turned into decodable bytes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the size limit (compressed or decompressed).
+    #[error("request body exceeds the limit of {limit} bytes (after decompression)")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The compressed stream is corrupt.
+    #[error("cannot decompress the {encoding} body: {reason}")]
+    Corrupt {
+        /// `gzip` or `zstd`.
+        encoding: &'static str,
+        /// The decoder's description.
+        reason: String,
+    },
+}
+
+/// Undoes `encoding`, refusing output over `limit` bytes.
+pub fn decompress(
+    encoding: ContentEncoding,
+    body: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, BodyError> {
+    match encoding {
+        ContentEncoding::Identity => {
+            if body.len() > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            Ok(body)
+        }
+        ContentEncoding::Gzip => {
+            read_bounded(flate2::read::MultiGzDecoder::new(&body[..]), limit, "gzip")
+        }
+        ContentEncoding::Zstd => {
+            let decoder =
+                zstd::stream::read::Decoder::new(&body[..]).map_err(|e| BodyError::Corrupt {
+                    encoding: "zstd",
+                    reason: e.to_string(),
+                })?;
+            read_bounded(decoder, limit, "zstd")
+        }
+    }
+}
+
+fn read_bounded(
+    reader: impl Read,
+    limit: usize,
+    encoding: &'static str,
+) -> Result<bytes::Bytes, BodyError> {
+    // Read at most limit + 1 bytes: one byte more than allowed proves the bomb.
+    let mut out = Vec::with_capacity(limit.min(64 * 1024));
+    let mut bounded = reader.take(limit as u64 + 1);
+    bounded
+        .read_to_end(&mut out)
+        .map_err(|e| BodyError::Corrupt {
+            encoding,
+            reason: e.to_string(),
+        })?;
+    if out.len() > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    Ok(out.into())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> bytes::Bytes {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap().into()
+    }
+
+    #[test]
+    fn gzip_and_zstd_round_trip() {
+        let data = b"hello otlp".repeat(100);
+        assert_eq!(
+            &decompress(ContentEncoding::Gzip, gzip(&data), 10_000).unwrap()[..],
+            &data[..]
+        );
+        let z: bytes::Bytes = zstd::encode_all(&data[..], 3).unwrap().into();
+        assert_eq!(
+            &decompress(ContentEncoding::Zstd, z, 10_000).unwrap()[..],
+            &data[..]
+        );
+    }
+
+    #[test]
+    fn bombs_are_refused_at_the_limit() {
+        // 64 MiB of zeros compresses to ~64 KiB; the limit is 1 MiB.
+        let zeros = vec![0u8; 64 << 20];
+        let bomb = gzip(&zeros);
+        assert!(bomb.len() < 200_000);
+        assert_eq!(
+            decompress(ContentEncoding::Gzip, bomb, 1 << 20),
+            Err(BodyError::TooLarge { limit: 1 << 20 })
+        );
+        let zbomb: bytes::Bytes = zstd::encode_all(&zeros[..], 19).unwrap().into();
+        assert_eq!(
+            decompress(ContentEncoding::Zstd, zbomb, 1 << 20),
+            Err(BodyError::TooLarge { limit: 1 << 20 })
+        );
+    }
+
+    #[test]
+    fn corrupt_streams_are_errors() {
+        assert!(matches!(
+            decompress(
+                ContentEncoding::Gzip,
+                bytes::Bytes::from_static(b"not gzip"),
+                100
+            ),
+            Err(BodyError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decompress(
+                ContentEncoding::Zstd,
+                bytes::Bytes::from_static(b"not zstd"),
+                100
+            ),
+            Err(BodyError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn encodings_parse() {
+        assert_eq!(
+            ContentEncoding::parse(None),
+            Some(ContentEncoding::Identity)
+        );
+        assert_eq!(
+            ContentEncoding::parse(Some("GZIP")),
+            Some(ContentEncoding::Gzip)
+        );
+        assert_eq!(ContentEncoding::parse(Some("br")), None);
+    }
+}
