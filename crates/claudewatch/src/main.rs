@@ -3,6 +3,9 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod config;
+mod metrics;
+mod pipeline;
 
 use std::process::ExitCode;
 
@@ -25,6 +28,8 @@ struct Cli {
 enum Command {
     /// Enrich OTLP export requests stored as files into call records (JSON lines on stdout).
     Enrich(cmd::enrich::EnrichArgs),
+    /// Receive OTLP over HTTP and write call records to the sink (see --help).
+    Serve(cmd::serve::ServeArgs),
     /// Print the built-in price table (TOML), a starting point for --prices.
     Prices,
 }
@@ -33,6 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Enrich(args) => cmd::enrich::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Prices => {
             print!("{}", claudewatch_enrich::pricing::DEFAULT_PRICES_TOML);
             Ok(ExitCode::SUCCESS)

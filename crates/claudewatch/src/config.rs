@@ -1,0 +1,275 @@
+//! `serve` configuration: built-in defaults, then the config file, then
+//! `CLAUDEWATCH_<SECTION>__<KEY>` environment variables, then flags.
+//! Unknown keys anywhere are an error that names the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of `claudewatch serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and request limits.
+    pub server: ServerConfig,
+    /// The processing pipeline.
+    pub pipeline: PipelineConfig,
+    /// Bearer-token authentication.
+    pub auth: AuthConfig,
+    /// Where records go.
+    pub sink: SinkConfig,
+    /// Enrichment settings.
+    pub enrich: EnrichSection,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Listeners and request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// OTLP/HTTP listen address (also serves /metrics, /healthz, /readyz).
+    pub http_listen: String,
+    /// Largest request body, compressed or decompressed, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds allowed to drain the queue and flush sinks on SIGTERM.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// The processing pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Requests waiting for the enricher; when full, clients get 503 + Retry-After.
+    pub queue_capacity: usize,
+    /// The Retry-After value suggested when the queue is full, in seconds.
+    pub retry_after_secs: u32,
+    /// Requests processed together and made durable with one flush.
+    pub max_batch_requests: usize,
+}
+
+/// Bearer-token authentication.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Token -> tenant. Empty: no authentication, no tenant.
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// Where records go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    /// The JSON-lines sink.
+    pub jsonl: JsonlConfig,
+}
+
+/// The JSON-lines sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JsonlConfig {
+    /// File to append to, or `-` for stdout.
+    pub path: String,
+    /// fsync after every batch (durable acknowledgements; slower).
+    pub fsync: bool,
+}
+
+/// Enrichment settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichSection {
+    /// Price table file (TOML) replacing the built-in one.
+    pub prices: Option<PathBuf>,
+    /// Tenant for requests without a token-mapped tenant.
+    pub default_tenant: Option<String>,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `claudewatch=debug`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            pipeline: PipelineConfig::default(),
+            auth: AuthConfig::default(),
+            sink: SinkConfig::default(),
+            enrich: EnrichSection::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_listen: "127.0.0.1:4318".into(),
+            max_body_bytes: 16 << 20,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_capacity: 256,
+            retry_after_secs: 1,
+            max_batch_requests: 64,
+        }
+    }
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            jsonl: JsonlConfig::default(),
+        }
+    }
+}
+
+impl Default for JsonlConfig {
+    fn default() -> Self {
+        JsonlConfig {
+            path: "-".into(),
+            fsync: false,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Flag overrides: only the flags given, as a nested map of dotted paths.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides(serde_json::Map<String, serde_json::Value>);
+
+impl Overrides {
+    /// Sets a dotted path such as `sink.jsonl.path` to `value`.
+    pub fn set(&mut self, path: &str, value: impl Into<serde_json::Value>) {
+        let mut node = &mut self.0;
+        let mut parts = path.split('.').peekable();
+        while let Some(part) = parts.next() {
+            if parts.peek().is_none() {
+                node.insert(part.to_owned(), value.into());
+                return;
+            }
+            let child = node
+                .entry(part.to_owned())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !child.is_object() {
+                *child = serde_json::Value::Object(Default::default());
+            }
+            match child {
+                serde_json::Value::Object(map) => node = map,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Loads the configuration from the layers, in order.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            anyhow::bail!("config file {} does not exist", path.display());
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    // Only CLAUDEWATCH_<SECTION>__<KEY> variables: others (CLAUDEWATCH_SHARED, ...) are not config.
+    figment = figment
+        .merge(
+            Env::prefixed("CLAUDEWATCH_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        )
+        .merge(Serialized::defaults(overrides));
+    let config: Config = figment
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    if !matches!(config.log.format.as_str(), "text" | "json") {
+        anyhow::bail!(
+            "invalid configuration: log.format must be \"text\" or \"json\", not {:?}",
+            config.log.format
+        );
+    }
+    if config.pipeline.queue_capacity == 0 || config.pipeline.max_batch_requests == 0 {
+        anyhow::bail!("invalid configuration: pipeline.queue_capacity and pipeline.max_batch_requests must be at least 1");
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("cw-config-{}-{name}.toml", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/claudewatch.toml");
+        let loaded = load(Some(&example), &Overrides::default()).unwrap();
+        assert_eq!(loaded, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let p = write("unknown", "[server]\nhttp_lisen = \"127.0.0.1:1\"\n");
+        let err = load(Some(&p), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http_lisen"), "{err}");
+        let p = write("section", "[sever]\n");
+        let err = load(Some(&p), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sever"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let p = write(
+            "layers",
+            "[server]\nhttp_listen = \"127.0.0.1:1111\"\nmax_body_bytes = 42\n",
+        );
+        let mut o = Overrides::default();
+        o.set("server.http_listen", "127.0.0.1:2222");
+        o.set("sink.jsonl.fsync", true);
+        let c = load(Some(&p), &o).unwrap();
+        assert_eq!(c.server.http_listen, "127.0.0.1:2222");
+        assert_eq!(c.server.max_body_bytes, 42);
+        assert!(c.sink.jsonl.fsync);
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let p = write("badlog", "[log]\nformat = \"xml\"\n");
+        assert!(load(Some(&p), &Overrides::default())
+            .unwrap_err()
+            .to_string()
+            .contains("log.format"));
+        assert!(load(Some(Path::new("/nonexistent.toml")), &Overrides::default()).is_err());
+    }
+}

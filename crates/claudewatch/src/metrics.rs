@@ -1,0 +1,124 @@
+//! Self-metrics of `serve`, exposed on `/metrics` in the Prometheus text
+//! format. All of them are defined here, named `claudewatch_<name>_<unit>_total`.
+
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+/// Labels: the OTLP signal and what became of the request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// traces, logs or metrics.
+    pub signal: String,
+    /// accepted, invalid, busy, unavailable, shutting_down.
+    pub result: String,
+}
+
+/// Labels: a signal.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignalLabels {
+    /// traces, logs or metrics.
+    pub signal: String,
+}
+
+/// Labels: a rejection reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why items were rejected.
+    pub reason: String,
+}
+
+/// Every metric of the service.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Export requests by signal and result.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Items (spans, log records, data points) received in accepted requests.
+    pub items: Family<SignalLabels, Counter>,
+    /// Items rejected (partial success), by reason.
+    pub rejected_items: Family<ReasonLabels, Counter>,
+    /// Call records written to the sinks.
+    pub records_written: Counter,
+    /// Observations merged into another call's record.
+    pub observations_merged: Counter,
+    /// Requests waiting in the queue.
+    pub queue_depth: Gauge<i64, AtomicI64>,
+    /// Sink write or flush failures.
+    pub sink_errors: Counter,
+    /// Time to write and flush one batch to the sinks.
+    pub sink_flush_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them.
+    pub fn new(registry: &mut Registry) -> Arc<Metrics> {
+        let m = Metrics {
+            requests: Family::default(),
+            items: Family::default(),
+            rejected_items: Family::default(),
+            records_written: Counter::default(),
+            observations_merged: Counter::default(),
+            queue_depth: Gauge::default(),
+            sink_errors: Counter::default(),
+            sink_flush_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+        };
+        registry.register(
+            "claudewatch_export_requests",
+            "OTLP export requests by signal and result",
+            m.requests.clone(),
+        );
+        registry.register(
+            "claudewatch_received_items",
+            "Spans, log records and data points in accepted requests",
+            m.items.clone(),
+        );
+        registry.register(
+            "claudewatch_rejected_items",
+            "Items rejected with a partial success, by reason",
+            m.rejected_items.clone(),
+        );
+        registry.register(
+            "claudewatch_records_written",
+            "Call records written to the sinks",
+            m.records_written.clone(),
+        );
+        registry.register(
+            "claudewatch_observations_merged",
+            "Spans or logs merged into another observation's call record",
+            m.observations_merged.clone(),
+        );
+        registry.register(
+            "claudewatch_queue_depth",
+            "Export requests waiting for the enricher",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "claudewatch_sink_errors",
+            "Sink write or flush failures",
+            m.sink_errors.clone(),
+        );
+        registry.register_with_unit(
+            "claudewatch_sink_flush",
+            "Time to write and flush one batch",
+            Unit::Seconds,
+            m.sink_flush_seconds.clone(),
+        );
+        Arc::new(m)
+    }
+
+    /// Counts one request.
+    pub fn request(&self, signal: &str, result: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                signal: signal.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+}

@@ -1,0 +1,310 @@
+//! `claudewatch serve` as a real process: fixture clients over OTLP/HTTP give
+//! the same records as `enrich`; SIGTERM under load drains, exits 0, and every
+//! acknowledged request's records are on disk exactly once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use claudewatch_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+use claudewatch_otlp::proto::common::v1::{
+    any_value::Value as V, AnyValue, InstrumentationScope, KeyValue,
+};
+use claudewatch_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+fn shared() -> PathBuf {
+    std::env::var("CLAUDEWATCH_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    out: PathBuf,
+}
+
+impl Server {
+    fn start(name: &str, extra: &[&str]) -> Server {
+        let out =
+            std::env::temp_dir().join(format!("cw-serve-{}-{name}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&out);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_claudewatch"))
+            .args(["serve", "--http-listen", "127.0.0.1:0", "--jsonl"])
+            .arg(&out)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start serve");
+        // The log line names the bound address (port 0 = any free port).
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let base = loop {
+            assert!(Instant::now() < deadline, "serve did not start");
+            let line = lines.next().expect("serve exited early").unwrap();
+            if let Some(pos) = line.find("listen=") {
+                let addr: String = line[pos + 7..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                let addr = addr
+                    .trim_matches(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                    .to_owned();
+                break format!("http://{addr}");
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base, out }
+    }
+
+    fn post(&self, path: &str, content_type: &str, body: &[u8]) -> u16 {
+        post(&self.base, path, content_type, body)
+    }
+
+    fn stop(mut self) -> (i32, Vec<serde_json::Value>) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let code = self.child.wait().unwrap().code().unwrap_or(-1);
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.out);
+        (
+            code,
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        )
+    }
+}
+
+/// POSTs a body; 0 when the connection failed.
+fn post(base: &str, path: &str, content_type: &str, body: &[u8]) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    match agent
+        .post(format!("{base}{path}"))
+        .header("content-type", content_type)
+        .send(body)
+    {
+        Ok(resp) => resp.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+fn bodies(client: &str) -> Vec<(PathBuf, &'static str, &'static str)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(shared().join("fixtures").join(client))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(|c: char| c.is_ascii_digit())
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let name = p.to_string_lossy().into_owned();
+            let path = if name.contains("traces") {
+                "/v1/traces"
+            } else if name.contains("logs") {
+                "/v1/logs"
+            } else {
+                "/v1/metrics"
+            };
+            let ct = if name.ends_with(".json") {
+                "application/json"
+            } else {
+                "application/x-protobuf"
+            };
+            (p, path, ct)
+        })
+        .collect()
+}
+
+fn enrich_cli(client: &str) -> Vec<serde_json::Value> {
+    let files: Vec<PathBuf> = bodies(client).into_iter().map(|(p, _, _)| p).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_claudewatch"))
+        .arg("enrich")
+        .args(&files)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn fixture_clients_over_http_equal_the_enrich_command() {
+    // Clients whose every call is described within one export body.
+    for client in ["anthropic-native", "traceloop", "claude-code-json"] {
+        let server = Server::start(client, &[]);
+        for (file, path, ct) in bodies(client) {
+            let status = server.post(path, ct, &std::fs::read(&file).unwrap());
+            // traceloop's metrics body is posted to /v1/metrics; every body is valid.
+            assert_eq!(status, 200, "{client}: {}", file.display());
+        }
+        let (code, records) = server.stop();
+        assert_eq!(code, 0, "{client}: serve exits 0 on SIGTERM");
+        assert_eq!(
+            records,
+            enrich_cli(client),
+            "{client}: serve and enrich disagree"
+        );
+    }
+}
+
+#[test]
+fn openlit_over_http_fixme_merges_only_within_a_batch() {
+    // FIXME(merge window, issue 5 item 3): OpenLIT exports a call's retry
+    // attempts and its log in separate bodies; until serve holds a merge window
+    // across requests, posting them one by one gives more records than enrich.
+    let server = Server::start("openlit", &[]);
+    for (file, path, ct) in bodies("openlit") {
+        assert_eq!(server.post(path, ct, &std::fs::read(&file).unwrap()), 200);
+    }
+    let (code, records) = server.stop();
+    assert_eq!(code, 0);
+    let cli = enrich_cli("openlit");
+    assert_eq!(cli.len(), 13);
+    assert!(
+        records.len() > cli.len(),
+        "the FIXME above is fixed: make this test assert equality"
+    );
+}
+
+fn unique_batch(batch: u64, spans: u64) -> Vec<u8> {
+    let kv = |k: &str, v: V| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        key_strindex: 0,
+    };
+    let spans = (0..spans)
+        .map(|i| {
+            let id = batch * 1_000_000 + i + 1;
+            Span {
+                trace_id: u128::from(id).to_be_bytes().to_vec(),
+                span_id: id.to_be_bytes().to_vec(),
+                name: "anthropic.messages.create".into(),
+                start_time_unix_nano: 1_795_393_612_000_000_000 + id,
+                end_time_unix_nano: 1_795_393_612_000_000_000 + id + 40_000_000,
+                attributes: vec![
+                    kv(
+                        "gen_ai.request.model",
+                        V::StringValue("claude-haiku-4-5".into()),
+                    ),
+                    kv("http.response.status_code", V::IntValue(200)),
+                    kv(
+                        "anthropic.request.id",
+                        V::StringValue(format!("req_load_{id}")),
+                    ),
+                    kv("gen_ai.usage.input_tokens", V::IntValue(10)),
+                    kv("gen_ai.usage.output_tokens", V::IntValue(2)),
+                ],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: None,
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "com.anthropic.sdk.python".into(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn sigterm_under_load_writes_every_acknowledged_call_exactly_once() {
+    const SPANS: u64 = 20;
+    let server = Server::start("load", &["--fsync"]);
+    let next = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (base, next) = (server.base.clone(), next.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut failures = 0;
+                // Bounded: at most 5000 requests per thread; stop once the server is gone.
+                for _ in 0..5000 {
+                    let batch = next.fetch_add(1, Ordering::Relaxed);
+                    match post(
+                        &base,
+                        "/v1/traces",
+                        "application/x-protobuf",
+                        &unique_batch(batch, SPANS),
+                    ) {
+                        200 => acked.push(batch),
+                        0 => {
+                            failures += 1;
+                            if failures > 3 {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        // 503 while shutting down: not acknowledged, the client would retry elsewhere.
+                        _ => {}
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, records) = server.stop();
+    assert_eq!(code, 0, "serve exits 0 after draining");
+    let acked: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 10,
+        "the load ran ({} acknowledged requests)",
+        acked.len()
+    );
+
+    let mut ids: Vec<String> = records
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no call written twice");
+    for batch in &acked {
+        for i in 0..SPANS {
+            let id = format!("req_load_{}", batch * 1_000_000 + i + 1);
+            assert!(
+                ids.binary_search(&id).is_ok(),
+                "acknowledged call {id} is missing"
+            );
+        }
+    }
+    // Requests answered 503 during shutdown may or may not have been written; nothing else was.
+    assert!(total as u64 >= acked.len() as u64 * SPANS);
+}

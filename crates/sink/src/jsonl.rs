@@ -1,0 +1,147 @@
+//! JSON-lines sink: one record per line, to a file (appended) or stdout.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use claudewatch_model::CallRecord;
+
+use crate::{Sink, SinkError};
+
+/// Where a [`JsonLinesSink`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonLinesTarget {
+    /// Standard output.
+    Stdout,
+    /// A file, appended to (created if missing).
+    File(PathBuf),
+}
+
+impl JsonLinesTarget {
+    /// `-` is stdout; anything else a file path.
+    pub fn parse(s: &str) -> JsonLinesTarget {
+        if s == "-" {
+            JsonLinesTarget::Stdout
+        } else {
+            JsonLinesTarget::File(PathBuf::from(s))
+        }
+    }
+}
+
+enum Out {
+    Stdout(BufWriter<std::io::Stdout>),
+    File(BufWriter<File>),
+}
+
+/// Writes records as JSON lines; `flush` fsyncs a file when asked to.
+pub struct JsonLinesSink {
+    out: Out,
+    fsync: bool,
+    target: JsonLinesTarget,
+}
+
+impl JsonLinesSink {
+    /// Opens the target. With `fsync`, every flush waits for the disk.
+    pub fn open(target: JsonLinesTarget, fsync: bool) -> Result<JsonLinesSink, SinkError> {
+        let out = match &target {
+            JsonLinesTarget::Stdout => Out::Stdout(BufWriter::new(std::io::stdout())),
+            JsonLinesTarget::File(path) => {
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| SinkError::Io {
+                        what: format!("opening {}", path.display()),
+                        source,
+                    })?;
+                Out::File(BufWriter::with_capacity(1 << 20, f))
+            }
+        };
+        Ok(JsonLinesSink { out, fsync, target })
+    }
+
+    fn describe(&self) -> String {
+        match &self.target {
+            JsonLinesTarget::Stdout => "stdout".to_owned(),
+            JsonLinesTarget::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+impl Sink for JsonLinesSink {
+    fn name(&self) -> &'static str {
+        "jsonl"
+    }
+
+    fn write(&mut self, records: &[CallRecord]) -> Result<(), SinkError> {
+        let what = self.describe();
+        let w: &mut dyn Write = match &mut self.out {
+            Out::Stdout(w) => w,
+            Out::File(w) => w,
+        };
+        for r in records {
+            serde_json::to_writer(&mut *w, r).map_err(|e| SinkError::Io {
+                what: format!("writing to {what}"),
+                source: e.into(),
+            })?;
+            w.write_all(b"\n").map_err(|source| SinkError::Io {
+                what: format!("writing to {what}"),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        let what = self.describe();
+        let io = |source| SinkError::Io {
+            what: format!("flushing {what}"),
+            source,
+        };
+        match &mut self.out {
+            Out::Stdout(w) => w.flush().map_err(io),
+            Out::File(w) => {
+                w.flush().map_err(io)?;
+                if self.fsync {
+                    w.get_ref().sync_data().map_err(io)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_one_line_per_record_and_survives_reopen() {
+        let path = std::env::temp_dir().join(format!("cw-jsonl-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let record: CallRecord =
+            serde_json::from_str(include_str!("../testdata/record.json")).unwrap();
+        for _ in 0..2 {
+            let mut s = JsonLinesSink::open(JsonLinesTarget::File(path.clone()), true).unwrap();
+            s.write(&[record.clone(), record.clone()]).unwrap();
+            s.flush().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4);
+        let back: CallRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(back, record);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_path_is_an_error_naming_it() {
+        let err = JsonLinesSink::open(
+            JsonLinesTarget::File("/nonexistent/dir/x.jsonl".into()),
+            false,
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("/nonexistent/dir/x.jsonl"));
+    }
+}

@@ -1,0 +1,37 @@
+//! Sinks: where call records are stored.
+//!
+//! Architecture invariant: `flush` returning `Ok` means the records written
+//! so far are durable in the sink's own terms (fsynced file, ClickHouse insert
+//! confirmed). The pipeline acknowledges clients only after it.
+
+#![forbid(unsafe_code)]
+
+mod jsonl;
+
+pub use jsonl::{JsonLinesSink, JsonLinesTarget};
+
+use claudewatch_model::CallRecord;
+
+/// Why a sink could not store records.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// An IO failure (disk full, closed pipe, ...).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A destination for call records.
+pub trait Sink: Send {
+    /// A short name for logs and metrics (`jsonl`, `clickhouse`).
+    fn name(&self) -> &'static str;
+    /// Buffers records for storage.
+    fn write(&mut self, records: &[CallRecord]) -> Result<(), SinkError>;
+    /// Makes everything written so far durable.
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
