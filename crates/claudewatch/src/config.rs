@@ -10,7 +10,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration of `claudewatch serve`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Listeners and request limits.
@@ -60,7 +60,7 @@ pub struct AuthConfig {
 }
 
 /// Where records go.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SinkConfig {
     /// The JSON-lines sink.
@@ -97,19 +97,6 @@ pub struct LogConfig {
     pub level: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            pipeline: PipelineConfig::default(),
-            auth: AuthConfig::default(),
-            sink: SinkConfig::default(),
-            enrich: EnrichSection::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -126,14 +113,6 @@ impl Default for PipelineConfig {
             queue_capacity: 256,
             retry_after_secs: 1,
             max_batch_requests: 64,
-        }
-    }
-}
-
-impl Default for SinkConfig {
-    fn default() -> Self {
-        SinkConfig {
-            jsonl: JsonlConfig::default(),
         }
     }
 }

@@ -24,6 +24,10 @@ use crate::observation::{EvidenceKind, Observation, Ttft};
 /// granularity and export timing).
 const TWIN_SLACK_NS: u64 = 10_000_000;
 
+/// Longest wait between a failed HTTP attempt and its retry (the SDKs back off
+/// for seconds; Claude Code honours retry-after up to about a minute).
+const MAX_RETRY_GAP_NS: u64 = 120_000_000_000;
+
 struct Dsu {
     parent: Vec<usize>,
 }
@@ -136,8 +140,13 @@ pub fn group(obs: &[Observation]) -> Grouping {
     for attempts in orphan_attempts.values_mut() {
         attempts.sort_by_key(|&i| (obs[i].start_unix_nano, obs[i].seq));
         for w in attempts.windows(2) {
-            let prev = &obs[w[0]];
-            if prev.http_status.is_none_or(is_retried_status) {
+            let (prev, next) = (&obs[w[0]], &obs[w[1]]);
+            // A retry starts after the failed attempt ended, within the SDKs'
+            // backoff horizon, and goes to the same model (when the URL names one).
+            let in_sequence = next.start_unix_nano >= prev.end_unix_nano
+                && next.start_unix_nano - prev.end_unix_nano <= MAX_RETRY_GAP_NS
+                && prev.request_model == next.request_model;
+            if in_sequence && prev.http_status.is_some_and(is_retried_status) {
                 g.union(w[0], w[1]);
             }
         }
@@ -262,8 +271,8 @@ fn join_twins(obs: &[Observation], g: &mut Groups<'_>) {
             {
                 continue;
             }
-            let inside = co.start_unix_nano <= so.start_unix_nano + TWIN_SLACK_NS
-                && so.end_unix_nano <= co.end_unix_nano + TWIN_SLACK_NS;
+            let inside = co.start_unix_nano <= so.start_unix_nano.saturating_add(TWIN_SLACK_NS)
+                && so.end_unix_nano <= co.end_unix_nano.saturating_add(TWIN_SLACK_NS);
             if !inside || family(co) != s_family {
                 continue;
             }

@@ -575,6 +575,44 @@ fn claude_code_over_protobuf_with_event_name_field() {
     );
 }
 
+#[test]
+fn non_message_operations_are_not_calls() {
+    // count_tokens through the SDK, and an agent span summing a whole run.
+    let req = traces(
+        "python",
+        &[
+            SpanSpec {
+                scope: "com.anthropic.sdk.python",
+                scope_version: "2.12.0",
+                name: "anthropic.messages.count_tokens",
+                span: "1111111111111111",
+                attrs: vec![
+                    ("gen_ai.request.model", json!("claude-sonnet-4-5")),
+                    (
+                        "url.full",
+                        json!("https://api.anthropic.com/v1/messages/count_tokens"),
+                    ),
+                    ("gen_ai.usage.input_tokens", json!(900)),
+                ],
+                ..Default::default()
+            },
+            SpanSpec {
+                scope: "opentelemetry.instrumentation.genai.anthropic",
+                name: "invoke_agent planner",
+                span: "2222222222222222",
+                attrs: vec![
+                    ("gen_ai.operation.name", json!("invoke_agent")),
+                    ("gen_ai.provider.name", json!("anthropic")),
+                    ("gen_ai.request.model", json!("claude-sonnet-4-5")),
+                    ("gen_ai.usage.input_tokens", json!(50_000)),
+                ],
+                ..Default::default()
+            },
+        ],
+    );
+    assert!(enrich(&[req]).is_empty());
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
 

@@ -16,7 +16,9 @@ use crate::view::{
 };
 
 /// Deepest nesting of array / key-value list values the scanner follows.
-const MAX_DEPTH: usize = 32;
+/// Kept well under prost's recursion limit of 100 messages (a key-value list
+/// level costs three), so the scanner never accepts what prost refuses.
+const MAX_DEPTH: usize = 24;
 
 /// The value of one wire field.
 #[derive(Debug, Clone, Copy)]

@@ -32,6 +32,23 @@ pub(crate) fn detect_span(
 ) -> Option<Detected> {
     use Convention::*;
     use EvidenceKind::*;
+    // Only calls that create a message: not count_tokens, batches, models,
+    // embeddings, tool executions or agent spans that sum a whole run.
+    if let Some(op) = a.operation.and_then(as_str) {
+        if !matches!(op, "chat" | "text_completion" | "generate_content" | "") {
+            return None;
+        }
+    }
+    if let Some(path) = a
+        .url
+        .and_then(as_str)
+        .map(url_path)
+        .or_else(|| a.url_path.and_then(as_str))
+    {
+        if !is_messages_path(path) {
+            return None;
+        }
+    }
     if span_name == "claude_code.llm_request" {
         return found(ClaudeCode, FirstPartyLog);
     }

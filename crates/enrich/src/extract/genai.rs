@@ -227,11 +227,14 @@ fn check_total(
     let (Some(total), Some(out)) = (total, u.output) else {
         return;
     };
-    let full = u.input_uncached.unwrap_or(0)
-        + u.cache_read.unwrap_or(0)
-        + u.cache_write.unwrap_or(0)
-        + out;
-    let as_emitted = input_attr.unwrap_or(0) + out;
+    // Saturating: hostile counts must not overflow.
+    let full = u
+        .input_uncached
+        .unwrap_or(0)
+        .saturating_add(u.cache_read.unwrap_or(0))
+        .saturating_add(u.cache_write.unwrap_or(0))
+        .saturating_add(out);
+    let as_emitted = input_attr.unwrap_or(0).saturating_add(out);
     if total != full && total != as_emitted {
         stats.total_token_mismatches += 1;
         o.total_mismatch = true;
