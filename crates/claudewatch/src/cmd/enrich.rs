@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use claudewatch_enrich::{EnrichConfig, Enricher, PriceTable};
+use claudewatch_enrich::{EnrichConfig, Enricher};
 use claudewatch_otlp::{decode, sniff_other_signal, Encoding, Signal};
 
 /// Largest input file read (a guard against reading a disk image by mistake).
@@ -48,15 +48,7 @@ fn parse_signal(s: &str) -> Result<Signal, String> {
 
 /// Runs the command.
 pub fn run(args: EnrichArgs) -> anyhow::Result<ExitCode> {
-    let prices = match &args.prices {
-        None => PriceTable::default_table(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading price table {}", path.display()))?;
-            PriceTable::from_toml(&text)
-                .with_context(|| format!("price table {}", path.display()))?
-        }
-    };
+    let prices = super::load_prices(args.prices.as_deref())?;
     let mut enricher = Enricher::new(EnrichConfig {
         prices,
         tenant: args.tenant.clone(),

@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use claudewatch_enrich::{EnrichConfig, PriceTable};
+use claudewatch_enrich::EnrichConfig;
 use claudewatch_ingest::HttpSettings;
 use claudewatch_sink::{JsonLinesSink, JsonLinesTarget};
 use prometheus_client::registry::Registry;
@@ -108,15 +108,7 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let prices = match &config.enrich.prices {
-        None => PriceTable::default_table(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading price table {}", path.display()))?;
-            PriceTable::from_toml(&text)
-                .with_context(|| format!("price table {}", path.display()))?
-        }
-    };
+    let prices = super::load_prices(config.enrich.prices.as_deref())?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let registry = Arc::new(registry);
