@@ -181,6 +181,12 @@ pub fn is_content_key(key: &str) -> bool {
             | "gen_ai.content.completion"
             | "traceloop.entity.input"
             | "traceloop.entity.output"
+            | "llm.function_call"
+            | "mlflow.spanInputs"
+            | "mlflow.spanOutputs"
+            | "pydantic_ai.all_messages"
+            | "all_messages_events"
+            | "final_result"
     );
     const PREFIXES: &[&str] = &[
         "gen_ai.prompt.",
@@ -194,11 +200,20 @@ pub fn is_content_key(key: &str) -> bool {
         "llm.tools.",
         "input.",
         "output.",
+        // Vercel AI SDK, OpenLLMetry tool definitions.
+        "ai.prompt",
+        "ai.response.text",
+        "ai.response.toolCalls",
+        "ai.response.object",
+        "ai.toolCall.",
+        "llm.request.functions.",
     ];
-    // Every prefix starts with 'g', 'l', 'i' or 'o': most keys are decided by their first byte.
+    // Every prefix starts with g, l, i, o or a: most keys are decided by their first byte.
     exact
-        || (matches!(key.as_bytes().first(), Some(b'g' | b'l' | b'i' | b'o'))
-            && PREFIXES.iter().any(|p| key.starts_with(p)))
+        || (matches!(
+            key.as_bytes().first(),
+            Some(b'g' | b'l' | b'i' | b'o' | b'a')
+        ) && PREFIXES.iter().any(|p| key.starts_with(p)))
 }
 
 #[cfg(test)]
@@ -230,5 +245,14 @@ mod tests {
         assert!(is_content_key("gen_ai.prompt.0.content"));
         assert!(!is_content_key("gen_ai.request.model"));
         assert!(!is_content_key("llm.token_count.prompt"));
+        for k in [
+            "ai.prompt.messages",
+            "ai.response.text",
+            "ai.toolCall.args",
+            "llm.request.functions.0.name",
+            "mlflow.spanInputs",
+        ] {
+            assert!(is_content_key(k), "{k}");
+        }
     }
 }
