@@ -99,11 +99,11 @@ fn read_phase(
         environment: None,
         organization_id: None,
         trace_id: primary
-            .trace_id
+            .and_then(|p| p.trace_id)
             .or_else(|| m.pick(|o| o.trace_id))
             .map(|t| hex_id(&t)),
         span_id: primary
-            .span_id
+            .and_then(|p| p.span_id)
             .or_else(|| m.pick(|o| o.span_id))
             .map(|s| hex_id(&s)),
         request_id: None,

@@ -336,13 +336,9 @@ impl<'a> Merged<'a> {
             .or_else(|| self.attempts.iter().rev().copied().find_map(&f))
     }
 
-    /// The most trusted observation.
-    pub fn primary(&self) -> &'a Observation {
-        self.members
-            .first()
-            .or(self.attempts.last())
-            .copied()
-            .unwrap_or_else(|| unreachable_empty())
+    /// The most trusted observation (`None` only for an empty group).
+    pub fn primary(&self) -> Option<&'a Observation> {
+        self.members.first().or(self.attempts.last()).copied()
     }
 
     /// HTTP status of the final attempt: the SDK's own, else the last HTTP
@@ -444,12 +440,6 @@ impl<'a> Merged<'a> {
         }
         out
     }
-}
-
-#[cold]
-fn unreachable_empty() -> &'static Observation {
-    static EMPTY: std::sync::OnceLock<Observation> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(Observation::default)
 }
 
 /// Takes the first value present, in the call's trust order.

@@ -4,7 +4,6 @@
 //! then by attribute signature, then by the HTTP request itself.
 
 use super::span_attrs::SpanAttrs;
-use super::ResourceCtx;
 use crate::attrs::{as_ident, as_str, ValueRef};
 use crate::model_id;
 use crate::observation::{Convention, EvidenceKind};
@@ -24,12 +23,7 @@ fn found(convention: Convention, kind: EvidenceKind) -> Option<Detected> {
 
 /// Detects the convention of a span (or a GenAI event log record, with an
 /// empty span name). `None` when the item is not about a Claude call.
-pub(crate) fn detect_span(
-    scope: &str,
-    span_name: &str,
-    a: &SpanAttrs<'_>,
-    res: &ResourceCtx,
-) -> Option<Detected> {
+pub(crate) fn detect_span(scope: &str, span_name: &str, a: &SpanAttrs<'_>) -> Option<Detected> {
     use Convention::*;
     use EvidenceKind::*;
     // Only calls that create a message: not count_tokens, batches, models,
@@ -108,7 +102,6 @@ pub(crate) fn detect_span(
     if is_messages_http_request(a) {
         return found(HttpClient, HttpSpan);
     }
-    let _ = res;
     None
 }
 

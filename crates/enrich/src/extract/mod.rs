@@ -70,7 +70,6 @@ pub(crate) struct ResourceCtx {
     pub service_version: Option<String>,
     pub environment: Option<String>,
     pub language: Option<String>,
-    pub sdk_name: Option<String>,
 }
 
 impl ResourceCtx {
@@ -83,7 +82,6 @@ impl ResourceCtx {
                 "deployment.environment.name" => &mut ctx.environment,
                 "deployment.environment" if ctx.environment.is_none() => &mut ctx.environment,
                 "telemetry.sdk.language" => &mut ctx.language,
-                "telemetry.sdk.name" => &mut ctx.sdk_name,
                 _ => continue,
             };
             *slot = as_ident(kv.value).map(str::to_owned);
@@ -227,7 +225,7 @@ fn span_observation(
 ) -> Option<Observation> {
     let attributes = batch.attrs(&span.attributes);
     let a = SpanAttrs::index(attributes);
-    let detected = detect::detect_span(scope_name, span.name, &a, res);
+    let detected = detect::detect_span(scope_name, span.name, &a);
     let Some(Detected { convention, kind }) = detected else {
         stats.not_claude += 1;
         return None;
@@ -352,7 +350,7 @@ fn log_observation(
     }
     let attributes = views(&rec.attributes);
     let a = SpanAttrs::index(&attributes);
-    let Some(Detected { convention, .. }) = detect::detect_span(scope_name, "", &a, res) else {
+    let Some(Detected { convention, .. }) = detect::detect_span(scope_name, "", &a) else {
         stats.not_claude += 1;
         return None;
     };
