@@ -21,11 +21,13 @@ pub mod merge;
 pub mod model_id;
 pub mod observation;
 pub mod pricing;
+pub mod window;
 
 pub use claudewatch_model::CallRecord;
 pub use extract::ExtractStats;
 pub use observation::Observation;
 pub use pricing::PriceTable;
+pub use window::{MergeWindow, Origin, Sealed, WindowLimits, WindowStats};
 
 use claudewatch_otlp::ExportRequest;
 
@@ -127,16 +129,27 @@ impl Enricher {
 /// first arrival. The observations' owned fields are moved into the records.
 pub fn records_of(obs: &mut [Observation], config: &EnrichConfig) -> Vec<CallRecord> {
     let grouping = merge::group(obs);
+    let groups: Vec<&[usize]> = grouping.iter().collect();
+    records_of_groups(obs, &groups, config)
+}
+
+/// Assembles one record per group of observation indices (from [`merge::group`]).
+pub fn records_of_groups(
+    obs: &mut [Observation],
+    groups: &[&[usize]],
+    config: &EnrichConfig,
+) -> Vec<CallRecord> {
     let mut models = assemble::ModelCache::default();
-    let mut records = Vec::with_capacity(grouping.len());
-    for g in grouping.iter() {
-        records.push(assemble::assemble(
-            obs,
-            g,
-            &config.prices,
-            config.tenant.as_deref(),
-            &mut models,
-        ));
-    }
-    records
+    groups
+        .iter()
+        .map(|g| {
+            assemble::assemble(
+                obs,
+                g,
+                &config.prices,
+                config.tenant.as_deref(),
+                &mut models,
+            )
+        })
+        .collect()
 }
