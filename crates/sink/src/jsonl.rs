@@ -38,6 +38,8 @@ pub struct JsonLinesSink {
     out: Out,
     fsync: bool,
     target: JsonLinesTarget,
+    /// File length after the last flush.
+    flushed_len: u64,
 }
 
 impl JsonLinesSink {
@@ -57,7 +59,16 @@ impl JsonLinesSink {
                 Out::File(BufWriter::with_capacity(1 << 20, f))
             }
         };
-        Ok(JsonLinesSink { out, fsync, target })
+        let flushed_len = match &out {
+            Out::File(w) => w.get_ref().metadata().map(|m| m.len()).unwrap_or(0),
+            Out::Stdout(_) => 0,
+        };
+        Ok(JsonLinesSink {
+            out,
+            fsync,
+            target,
+            flushed_len,
+        })
     }
 
     fn describe(&self) -> String {
@@ -105,9 +116,38 @@ impl Sink for JsonLinesSink {
                 if self.fsync {
                     w.get_ref().sync_data().map_err(io)?;
                 }
+                self.flushed_len = w.get_ref().metadata().map_err(io)?.len();
                 Ok(())
             }
         }
+    }
+
+    fn position(&self) -> Option<u64> {
+        match self.out {
+            Out::File(_) => Some(self.flushed_len),
+            Out::Stdout(_) => None,
+        }
+    }
+
+    fn rollback(&mut self, position: u64) -> Result<(), SinkError> {
+        let what = self.describe();
+        let Out::File(w) = &mut self.out else {
+            return Ok(());
+        };
+        let io = |source| SinkError::Io {
+            what: format!("cutting {what} back to {position} bytes"),
+            source,
+        };
+        w.flush().map_err(io)?;
+        let f = w.get_ref();
+        let len = f.metadata().map_err(io)?.len();
+        if position < len {
+            f.set_len(position).map_err(io)?;
+            f.sync_data().map_err(io)?;
+            tracing::info!(sink = %what, cut_bytes = len - position, "sink cut back to the spool checkpoint; the replay writes those records again");
+        }
+        self.flushed_len = position.min(len);
+        Ok(())
     }
 }
 
@@ -131,6 +171,29 @@ mod tests {
         assert_eq!(text.lines().count(), 4);
         let back: CallRecord = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(back, record);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn rollback_cuts_the_file_back_to_a_flushed_position() {
+        let path = std::env::temp_dir().join(format!("cw-jsonl-rb-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let record: CallRecord =
+            serde_json::from_str(include_str!("../testdata/record.json")).unwrap();
+        let mut s = JsonLinesSink::open(JsonLinesTarget::File(path.clone()), true).unwrap();
+        s.write(std::slice::from_ref(&record)).unwrap();
+        s.flush().unwrap();
+        let pos = s.position().unwrap();
+        s.write(&[record.clone(), record.clone()]).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let mut s = JsonLinesSink::open(JsonLinesTarget::File(path.clone()), true).unwrap();
+        assert!(s.position().unwrap() > pos);
+        s.rollback(pos).unwrap();
+        s.write(std::slice::from_ref(&record)).unwrap();
+        s.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
         std::fs::remove_file(&path).unwrap();
     }
 

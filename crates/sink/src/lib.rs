@@ -2,7 +2,7 @@
 //!
 //! Architecture invariant: `flush` returning `Ok` means the records written
 //! so far are durable in the sink's own terms (fsynced file, ClickHouse insert
-//! confirmed). The pipeline acknowledges clients only after it.
+//! confirmed). The spool's checkpoint advances only after it.
 
 #![forbid(unsafe_code)]
 
@@ -34,4 +34,16 @@ pub trait Sink: Send {
     fn write(&mut self, records: &[CallRecord]) -> Result<(), SinkError>;
     /// Makes everything written so far durable.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// The durable position after the last flush, when the sink can cut back
+    /// to it (a file's length). The spool's checkpoint stores it.
+    fn position(&self) -> Option<u64> {
+        None
+    }
+    /// Discards what was written after `position` (a restart does this before
+    /// replaying the spool, which writes those records again). Sinks without
+    /// positions keep everything: their delivery after a crash is at least once.
+    fn rollback(&mut self, position: u64) -> Result<(), SinkError> {
+        let _ = position;
+        Ok(())
+    }
 }

@@ -21,7 +21,7 @@ fn entry(seq: u64, body: &str) -> Entry {
         seq,
         signal: 0,
         encoding: (seq % 2) as u8,
-        tenant: (seq % 3 == 0).then(|| format!("tenant-{seq}")),
+        tenant: seq.is_multiple_of(3).then(|| format!("tenant-{seq}")),
         arrived_unix_ns: 1_000 + seq,
         body: Bytes::copy_from_slice(body.as_bytes()),
     }
