@@ -55,3 +55,24 @@ fuzz:
 
 clean:
 	$(CARGO) clean
+
+# ---- local ClickHouse (deploy/local): ClickHouse's engine from chdb-core behind its HTTP interface ----
+LOCAL_CLICKHOUSE_PORT ?= 8123
+LOCAL_CLICKHOUSE_DATA ?= target/local-clickhouse/data
+
+.PHONY: local-clickhouse-venv local-clickhouse local-clickhouse-test
+
+## local-clickhouse-venv: create target/local-clickhouse/venv from deploy/local/requirements.txt (no-op while it matches).
+local-clickhouse-venv:
+	sh deploy/local/venv.sh
+
+## local-clickhouse: run the local ClickHouse in the foreground on 127.0.0.1:$(LOCAL_CLICKHOUSE_PORT), data in $(LOCAL_CLICKHOUSE_DATA).
+local-clickhouse: local-clickhouse-venv
+	cd deploy/local && exec $(CURDIR)/target/local-clickhouse/venv/bin/python -m chserver \
+	  --data $(abspath $(LOCAL_CLICKHOUSE_DATA)) --port $(LOCAL_CLICKHOUSE_PORT)
+
+## local-clickhouse-test: the server's Python unit tests, then the clickhouse crate's end-to-end test against it.
+local-clickhouse-test: local-clickhouse-venv
+	cd deploy/local && $(CURDIR)/target/local-clickhouse/venv/bin/python -m unittest discover -s .
+	$(CARGO) test -p claudewatch-sink --test local_clickhouse --locked
+# ---- end of local ClickHouse ----

@@ -242,6 +242,17 @@ async fn rows_round_trip_and_persist_across_a_restart() {
         .expect("fetch with parameters");
     assert_eq!(picked, vec![rows[12].clone()]);
 
+    // The crate asks for `Accept-Encoding: lz4`; with `enable_http_compression=1` the
+    // result comes back as an LZ4 frame, which the crate decodes.
+    let compressed = client
+        .clone()
+        .with_setting("enable_http_compression", "1")
+        .query("SELECT ?fields FROM calls ORDER BY ts")
+        .fetch_all::<Call>()
+        .await
+        .expect("fetch with HTTP compression");
+    assert_eq!(compressed, rows);
+
     // A setting in the URL reaches the engine.
     let threads = client
         .query("SELECT toUInt64(getSetting('max_threads'))")
