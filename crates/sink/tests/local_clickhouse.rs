@@ -67,7 +67,11 @@ impl LocalClickHouse {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[chserver] {line}");
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     let _ = url_tx.send(url);
                 }
             }
@@ -124,7 +128,10 @@ impl LocalClickHouse {
                 assert!(status.success(), "chserver exited with {status} on SIGTERM");
                 return;
             }
-            assert!(Instant::now() < deadline, "chserver ignored SIGTERM for 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "chserver ignored SIGTERM for 60 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -171,11 +178,23 @@ fn call(batch: u32, i: u32) -> Call {
     let n = i64::from(batch) * 1_000_000 + i64::from(i);
     Call {
         ts: 1_795_393_612_843_722_046 + n * 1_000_003,
-        model: ["claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5", ""][i as usize % 4].to_owned(),
-        cost: (i % 3 != 0).then(|| (if i % 2 == 0 { -1 } else { 1 }) * (n * 123_456_789 % 999_999_999_999_999_999)),
-        tokens: if i % 97 == 0 { u32::MAX } else { i * 7 },
+        model: [
+            "claude-sonnet-4-5",
+            "claude-opus-4-1",
+            "claude-haiku-4-5",
+            "",
+        ][i as usize % 4]
+            .to_owned(),
+        cost: (!i.is_multiple_of(3)).then(|| {
+            (if i.is_multiple_of(2) { -1 } else { 1 }) * (n * 123_456_789 % 999_999_999_999_999_999)
+        }),
+        tokens: if i.is_multiple_of(97) {
+            u32::MAX
+        } else {
+            i * 7
+        },
         request_id: format!("req_{batch}_{i}_é✓"),
-        ttft_ms: (i % 5 != 0).then_some(i % 10_000),
+        ttft_ms: (!i.is_multiple_of(5)).then_some(i % 10_000),
     }
 }
 
@@ -190,7 +209,9 @@ async fn create_calls(client: &Client, database: &str, table: &str, extra_settin
         .await
         .expect("create database");
     client
-        .query(&format!("CREATE TABLE {table} {CALLS_DDL} {extra_settings}"))
+        .query(&format!(
+            "CREATE TABLE {table} {CALLS_DDL} {extra_settings}"
+        ))
         .execute()
         .await
         .expect("create table");
@@ -234,7 +255,9 @@ async fn rows_round_trip_and_persist_across_a_restart() {
 
     // Query parameters (the crate sends them as multipart/form-data).
     let picked = client
-        .query("SELECT ?fields FROM calls WHERE tokens = {tokens:UInt32} AND request_id = {id:String}")
+        .query(
+            "SELECT ?fields FROM calls WHERE tokens = {tokens:UInt32} AND request_id = {id:String}",
+        )
         .param("tokens", rows[12].tokens)
         .param("id", &rows[12].request_id)
         .fetch_all::<Call>()
@@ -274,10 +297,20 @@ async fn an_insert_deduplication_token_makes_a_retried_insert_a_no_op() {
     let data = tempfile::tempdir().expect("temp dir");
     let server = LocalClickHouse::start(data.path());
     let client = server.client("cw");
-    create_calls(&client, "cw", "calls", "SETTINGS non_replicated_deduplication_window = 100").await;
+    create_calls(
+        &client,
+        "cw",
+        "calls",
+        "SETTINGS non_replicated_deduplication_window = 100",
+    )
+    .await;
 
     let rows: Vec<Call> = (0..1_000).map(|i| call(1, i)).collect();
-    let with_token = |token: &str| client.clone().with_setting("insert_deduplication_token", token);
+    let with_token = |token: &str| {
+        client
+            .clone()
+            .with_setting("insert_deduplication_token", token)
+    };
     insert_calls(&with_token("batch-1"), "calls", &rows).await;
     assert_eq!(count(&client, "calls").await, 1_000);
     // The same block again under the same token: a retry, dropped.
@@ -295,10 +328,20 @@ async fn errors_carry_clickhouse_exception_codes() {
     let server = LocalClickHouse::start(data.path());
     let client = server.client("default");
 
-    let err = client.query("SELEC 1").execute().await.expect_err("syntax error");
+    let err = client
+        .query("SELEC 1")
+        .execute()
+        .await
+        .expect_err("syntax error");
     let text = err.to_string();
-    assert!(matches!(err, clickhouse::error::Error::BadResponse(_)), "{err:?}");
-    assert!(text.contains("Code: 62") && text.contains("SYNTAX_ERROR"), "{text}");
+    assert!(
+        matches!(err, clickhouse::error::Error::BadResponse(_)),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("Code: 62") && text.contains("SYNTAX_ERROR"),
+        "{text}"
+    );
 
     let err = client
         .query("SELECT ?fields FROM missing")
@@ -307,21 +350,32 @@ async fn errors_carry_clickhouse_exception_codes() {
         .expect_err("unknown table");
     assert!(err.to_string().contains("Code: 60"), "{err}");
 
-    let err = client.insert::<Call>("missing").await.err().expect("insert into a missing table");
+    let err = client
+        .insert::<Call>("missing")
+        .await
+        .err()
+        .expect("insert into a missing table");
     assert!(err.to_string().contains("Code: 60"), "{err}");
 
     // On the wire: ClickHouse's status, header and text.
     let (status, headers, body) = server.http_get("/?query=SELEC%201");
     assert_eq!(status, 400);
     assert!(headers.contains(&("x-clickhouse-exception-code".to_owned(), "62".to_owned())));
-    assert!(body.starts_with("Code: 62. DB::Exception: Syntax error"), "{body}");
+    assert!(
+        body.starts_with("Code: 62. DB::Exception: Syntax error"),
+        "{body}"
+    );
     let (status, headers, _) = server.http_get("/?query=SELECT%201%20FROM%20missing");
     assert_eq!(status, 404);
     assert!(headers.contains(&("x-clickhouse-exception-code".to_owned(), "60".to_owned())));
     // GET is read-only, as on a real server.
-    let (status, headers, body) = server.http_get("/?query=CREATE%20TABLE%20t%20(a%20UInt8)%20ENGINE%3DMemory");
+    let (status, headers, body) =
+        server.http_get("/?query=CREATE%20TABLE%20t%20(a%20UInt8)%20ENGINE%3DMemory");
     assert_eq!(status, 500);
-    assert!(headers.contains(&("x-clickhouse-exception-code".to_owned(), "164".to_owned())), "{body}");
+    assert!(
+        headers.contains(&("x-clickhouse-exception-code".to_owned(), "164".to_owned())),
+        "{body}"
+    );
 
     let (status, _, body) = server.http_get("/ping");
     assert_eq!((status, body.as_str()), (200, "Ok.\n"));

@@ -27,6 +27,9 @@ from .errors import ClickHouseError
 log = logging.getLogger("chserver")
 
 _READ_SIZE = 1 << 20
+# After an early error, up to this much of the rest of the body is read and dropped
+# so that the client, still sending, gets the answer (and keeps the connection).
+_DRAIN_LIMIT = 1 << 30
 # Content-Encodings this server can answer with when `enable_http_compression=1`.
 _ENCODERS = {
     "zstd": lambda data: zstandard.ZstdCompressor(level=3).compress(data),
@@ -72,6 +75,14 @@ class RequestBody:
                 self._remaining -= len(data)
                 self.finished = self._remaining == 0
                 yield data
+
+    def drain(self, limit: int) -> bool:
+        """Read and drop the rest of the body, up to `limit` bytes; True if it ended."""
+        for chunk in self.chunks():
+            limit -= len(chunk)
+            if limit < 0:
+                return False
+        return True
 
     def decoded(self, decompress: bool) -> Iterator[bytes]:
         """The body's contents: with `decompress`, its compressed blocks unpacked."""
@@ -144,7 +155,7 @@ class Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         url = urlsplit(self.path)
         pairs = parse_qsl(url.query, keep_blank_values=True)
-        body = RequestBody(self.rfile, self.headers)
+        body = self._body = RequestBody(self.rfile, self.headers)
         self.server.request_started()
         status, summary = 200, None
         self._query = ""
@@ -171,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
             summary = self._execute(req, body)
         except ClickHouseError as err:
             status = err.http_status
-            self._reply_error(err, body)
+            self._reply_error(err)
         except ConnectionError as err:
             status = 499
             self.close_connection = True
@@ -179,7 +190,7 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as err:  # a bug here must not kill the connection thread silently
             log.exception("internal error")
             status = 500
-            self._reply_error(ClickHouseError(1001, "STD_EXCEPTION", f"Internal error in the local server: {err}"), body)
+            self._reply_error(ClickHouseError(1001, "STD_EXCEPTION", f"Internal error in the local server: {err}"))
         finally:
             self.server.request_finished()
             elapsed = (time.monotonic() - started) * 1000
@@ -248,6 +259,13 @@ class Handler(BaseHTTPRequestHandler):
         }
 
     def _reply(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+        # A body left unread (an early error, a GET with a body) would be taken for
+        # the next request: drop it, or close the connection if it is too long.
+        if not self._body.finished:
+            try:
+                self.close_connection = not self._body.drain(_DRAIN_LIMIT)
+            except (ConnectionError, ValueError):
+                self.close_connection = True
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -258,10 +276,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(payload)
 
-    def _reply_error(self, err: ClickHouseError, body: RequestBody) -> None:
-        # A body left unread would be taken for the next request: close instead.
-        if not body.finished:
-            self.close_connection = True
+    def _reply_error(self, err: ClickHouseError) -> None:
         text = err.text
         if "(version " not in text:
             text += f" (version {self.server.engine.version})"
