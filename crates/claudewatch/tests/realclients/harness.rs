@@ -6,10 +6,12 @@
 //! with `CLAUDEWATCH_REALCLIENTS_DIR`). Each holds its section's pins plus
 //! the OTLP/gRPC exporter at the section's OpenTelemetry SDK version; a stamp
 //! file holds exactly what was installed (Python version + requirements
-//! text), so a venv is rebuilt when, and only when, that changes. A file lock
-//! per section lets parallel tests and processes share one install.
+//! text), so a venv is rebuilt when, and only when, that changes. A lock per
+//! section (a mutex between threads, a lock directory between processes)
+//! lets parallel tests and test runs share one install.
 
-use std::fs::{self, File};
+use std::collections::BTreeMap;
+use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -34,8 +36,9 @@ pub fn realclients_dir() -> PathBuf {
     super::common::ground_truth::shared_dir().join("realclients")
 }
 
-/// Where the venvs are cached: `target/realclients`.
-fn cache_dir() -> PathBuf {
+/// Where the venvs are cached and the runs leave their files:
+/// `target/realclients`.
+pub fn cache_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("CLAUDEWATCH_REALCLIENTS_DIR") {
         return PathBuf::from(dir);
     }
@@ -135,11 +138,11 @@ pub fn venv_python(section: &str) -> PathBuf {
     let stamp = venv.join("claudewatch-stamp.txt");
 
     // One installer per section, across threads and processes.
-    let lock_path = cache.join(format!("venv-{section}.lock"));
-    let lock = File::create(&lock_path)
-        .unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
-    lock.lock()
-        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+    let section_mutex = section_mutex(section);
+    let _thread_turn = section_mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _process_turn = DirLock::acquire(&cache.join(format!("venv-{section}.lock")));
 
     if python.exists() && fs::read_to_string(&stamp).ok().as_deref() == Some(stamp_text.as_str()) {
         return python;
@@ -184,6 +187,57 @@ pub fn venv_python(section: &str) -> PathBuf {
         started.elapsed().as_secs_f64()
     ));
     python
+}
+
+/// The mutex of one section's venv, shared by this process's test threads.
+fn section_mutex(section: &str) -> Arc<Mutex<()>> {
+    static ALL: OnceLock<Mutex<BTreeMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut all = ALL
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    all.entry(section.to_owned()).or_default().clone()
+}
+
+/// A lock between processes: a directory that only one of them can create,
+/// removed on drop; one older than an install can take is stale.
+struct DirLock(PathBuf);
+
+impl DirLock {
+    fn acquire(path: &Path) -> DirLock {
+        let mut waited = false;
+        loop {
+            match fs::create_dir(path) {
+                Ok(()) => return DirLock(path.to_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = fs::metadata(path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok());
+                    if age.is_some_and(|a| a > PIP_TIMEOUT) {
+                        progress(&format!("removing the stale lock {}", path.display()));
+                        let _ = fs::remove_dir(path);
+                        continue;
+                    }
+                    if !waited {
+                        progress(&format!(
+                            "waiting for {} (another test run is installing)",
+                            path.display()
+                        ));
+                        waited = true;
+                    }
+                    thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("creating the lock {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
 }
 
 /// Runs a command to completion within `timeout`; panics with its output
