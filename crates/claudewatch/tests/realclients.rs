@@ -276,15 +276,15 @@ fn check(client: &str, protocol: Protocol) {
         status.is_some_and(|s| s.success()),
         "{client}: serve did not exit 0 after SIGTERM ({status:?}); its log:\n{serve_log}"
     );
-    let rejected: Vec<&str> = serve_log
+    let warnings: Vec<&str> = serve_log
         .lines()
         .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
         .collect();
-    if !rejected.is_empty() {
+    if !warnings.is_empty() {
         progress(&format!(
             "{client} over {}: serve warned:\n{}",
             protocol.otel_name(),
-            rejected.join("\n")
+            warnings.join("\n")
         ));
     }
     assert_matches_ground_truth(
