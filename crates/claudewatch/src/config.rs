@@ -19,6 +19,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Bearer-token authentication.
     pub auth: AuthConfig,
+    /// The write-ahead spool.
+    pub spool: SpoolSection,
     /// Where records go.
     pub sink: SinkConfig,
     /// Enrichment settings.
@@ -33,6 +35,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// OTLP/HTTP listen address (also serves /metrics, /healthz, /readyz).
     pub http_listen: String,
+    /// OTLP/gRPC listen address.
+    pub grpc_listen: String,
     /// Largest request body, compressed or decompressed, in bytes.
     pub max_body_bytes: usize,
     /// Seconds allowed to drain the queue and flush sinks on SIGTERM.
@@ -47,8 +51,32 @@ pub struct PipelineConfig {
     pub queue_capacity: usize,
     /// The Retry-After value suggested when the queue is full, in seconds.
     pub retry_after_secs: u32,
-    /// Requests processed together and made durable with one flush.
+    /// Requests processed together and made durable with one spool fsync.
     pub max_batch_requests: usize,
+    /// Decompressed request bytes allowed to wait in the queue (the memory
+    /// limit); beyond it, clients get 503 + Retry-After.
+    pub max_queued_bytes: usize,
+    /// Records sealed but not confirmed by a failing sink beyond which new
+    /// data is refused with 503 + Retry-After.
+    pub max_unstored_records: usize,
+    /// A call's record is written once none of its spans or logs arrived for
+    /// this long, so pieces exported in different requests merge.
+    pub merge_window_ms: u64,
+    /// Observations the merge window holds at most; beyond, the oldest calls
+    /// are written early.
+    pub merge_window_max_observations: usize,
+}
+
+/// The write-ahead spool: acknowledged requests, kept until their records are stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Directory of the spool (created when missing). Keep it on a local disk.
+    pub dir: PathBuf,
+    /// Size of one segment file, in bytes.
+    pub segment_bytes: u64,
+    /// Bytes the spool may hold; beyond, clients get 503 + Retry-After.
+    pub max_bytes: u64,
 }
 
 /// Bearer-token authentication.
@@ -73,7 +101,7 @@ pub struct SinkConfig {
 pub struct JsonlConfig {
     /// File to append to, or `-` for stdout.
     pub path: String,
-    /// fsync after every batch (durable acknowledgements; slower).
+    /// fsync on every flush, before the spool forgets the records' requests.
     pub fsync: bool,
 }
 
@@ -101,6 +129,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             http_listen: "127.0.0.1:4318".into(),
+            grpc_listen: "127.0.0.1:4317".into(),
             max_body_bytes: 16 << 20,
             shutdown_timeout_secs: 30,
         }
@@ -113,6 +142,20 @@ impl Default for PipelineConfig {
             queue_capacity: 256,
             retry_after_secs: 1,
             max_batch_requests: 64,
+            max_queued_bytes: 64 << 20,
+            max_unstored_records: 200_000,
+            merge_window_ms: 2_000,
+            merge_window_max_observations: 100_000,
+        }
+    }
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        SpoolSection {
+            dir: PathBuf::from("claudewatch-spool"),
+            segment_bytes: 64 << 20,
+            max_bytes: 1 << 30,
         }
     }
 }
@@ -121,7 +164,7 @@ impl Default for JsonlConfig {
     fn default() -> Self {
         JsonlConfig {
             path: "-".into(),
-            fsync: false,
+            fsync: true,
         }
     }
 }

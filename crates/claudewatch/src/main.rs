@@ -32,6 +32,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Print the built-in price table (TOML), a starting point for --prices.
     Prices,
+    /// Send realistic OTLP traffic about Claude calls and count what was acknowledged (see --help).
+    Loadgen(cmd::loadgen::LoadgenArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Enrich(args) => cmd::enrich::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Loadgen(args) => cmd::loadgen::run(args),
         Command::Prices => {
             print!("{}", claudewatch_enrich::pricing::DEFAULT_PRICES_TOML);
             Ok(ExitCode::SUCCESS)

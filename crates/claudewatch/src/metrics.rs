@@ -53,6 +53,28 @@ pub struct Metrics {
     pub sink_errors: Counter,
     /// Time to write and flush one batch to the sinks.
     pub sink_flush_seconds: Histogram,
+    /// Decompressed request bytes waiting in the queue.
+    pub queued_bytes: Gauge<i64, AtomicI64>,
+    /// Observations waiting in the merge windows.
+    pub window_observations: Gauge<i64, AtomicI64>,
+    /// Observations that arrived after their call was stored, dropped.
+    pub late_duplicates: Counter,
+    /// Calls sealed before their age because the window was full.
+    pub sealed_early: Counter,
+    /// Records sealed but not yet confirmed by the sink.
+    pub unstored_records: Gauge<i64, AtomicI64>,
+    /// Bytes held by the spool.
+    pub spool_bytes: Gauge<i64, AtomicI64>,
+    /// Spool entries with observations not yet stored.
+    pub spool_open_entries: Gauge<i64, AtomicI64>,
+    /// Spool append or checkpoint failures.
+    pub spool_errors: Counter,
+    /// Spool entries replayed at start.
+    pub spool_replayed_entries: Counter,
+    /// Bytes of torn spool tail cut off at start.
+    pub spool_torn_tail_bytes: Counter,
+    /// Spool segments found with a corrupt entry at start.
+    pub spool_corrupt_segments: Counter,
 }
 
 impl Metrics {
@@ -67,6 +89,17 @@ impl Metrics {
             queue_depth: Gauge::default(),
             sink_errors: Counter::default(),
             sink_flush_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            queued_bytes: Gauge::default(),
+            window_observations: Gauge::default(),
+            late_duplicates: Counter::default(),
+            sealed_early: Counter::default(),
+            unstored_records: Gauge::default(),
+            spool_bytes: Gauge::default(),
+            spool_open_entries: Gauge::default(),
+            spool_errors: Counter::default(),
+            spool_replayed_entries: Counter::default(),
+            spool_torn_tail_bytes: Counter::default(),
+            spool_corrupt_segments: Counter::default(),
         };
         registry.register(
             "claudewatch_export_requests",
@@ -108,6 +141,64 @@ impl Metrics {
             "Time to write and flush one batch",
             Unit::Seconds,
             m.sink_flush_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "claudewatch_queued",
+            "Decompressed request bytes waiting in the queue",
+            Unit::Bytes,
+            m.queued_bytes.clone(),
+        );
+        registry.register(
+            "claudewatch_merge_window_observations",
+            "Observations waiting in the merge windows for the rest of their call",
+            m.window_observations.clone(),
+        );
+        registry.register(
+            "claudewatch_late_duplicates",
+            "Observations that arrived after their call was stored, dropped",
+            m.late_duplicates.clone(),
+        );
+        registry.register(
+            "claudewatch_merge_window_sealed_early",
+            "Calls sealed before their age because the window was full",
+            m.sealed_early.clone(),
+        );
+        registry.register(
+            "claudewatch_unstored_records",
+            "Records sealed but not yet confirmed by the sink",
+            m.unstored_records.clone(),
+        );
+        registry.register_with_unit(
+            "claudewatch_spool",
+            "Bytes held by the write-ahead spool",
+            Unit::Bytes,
+            m.spool_bytes.clone(),
+        );
+        registry.register(
+            "claudewatch_spool_open_entries",
+            "Spooled requests with observations not yet stored",
+            m.spool_open_entries.clone(),
+        );
+        registry.register(
+            "claudewatch_spool_errors",
+            "Spool append or checkpoint failures",
+            m.spool_errors.clone(),
+        );
+        registry.register(
+            "claudewatch_spool_replayed_entries",
+            "Spooled requests replayed at start",
+            m.spool_replayed_entries.clone(),
+        );
+        registry.register_with_unit(
+            "claudewatch_spool_torn_tail",
+            "Torn spool tail cut off at start (a crash mid-append; never acknowledged)",
+            Unit::Bytes,
+            m.spool_torn_tail_bytes.clone(),
+        );
+        registry.register(
+            "claudewatch_spool_corrupt_segments",
+            "Spool segments found with a corrupt entry at start",
+            m.spool_corrupt_segments.clone(),
         );
         Arc::new(m)
     }

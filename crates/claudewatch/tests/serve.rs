@@ -28,16 +28,36 @@ struct Server {
     child: Child,
     base: String,
     out: PathBuf,
+    spool: PathBuf,
 }
 
 impl Server {
+    /// Starts a fresh server: empty sink file, empty spool.
     fn start(name: &str, extra: &[&str]) -> Server {
         let out =
             std::env::temp_dir().join(format!("cw-serve-{}-{name}.jsonl", std::process::id()));
+        let spool = out.with_extension("spool");
         let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_dir_all(&spool);
+        Server::launch(out, spool, extra)
+    }
+
+    /// Starts a server on an existing sink file and spool (a restart).
+    fn launch(out: PathBuf, spool: PathBuf, extra: &[&str]) -> Server {
+        // A short merge window keeps the tests quick, unless a test sets its own.
+        let window: &[&str] = if extra.contains(&"--merge-window-ms") {
+            &[]
+        } else {
+            &["--merge-window-ms", "300"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_claudewatch"))
-            .args(["serve", "--http-listen", "127.0.0.1:0", "--jsonl"])
+            .args(["serve", "--http-listen", "127.0.0.1:0"])
+            .args(["--grpc-listen", "127.0.0.1:0"])
+            .args(window)
+            .arg("--jsonl")
             .arg(&out)
+            .arg("--spool-dir")
+            .arg(&spool)
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
@@ -46,10 +66,16 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
         let base = loop {
             assert!(Instant::now() < deadline, "serve did not start");
-            let line = lines.next().expect("serve exited early").unwrap();
-            if let Some(pos) = line.find("listen=") {
+            let Some(line) = lines.next() else {
+                panic!("serve exited early:\n{}", seen.join("\n"));
+            };
+            let line = line.unwrap();
+            seen.push(line.clone());
+            if let Some(pos) = line.find(" listen=") {
+                let pos = pos + 1;
                 let addr: String = line[pos + 7..]
                     .chars()
                     .take_while(|c| !c.is_whitespace())
@@ -62,7 +88,12 @@ impl Server {
         };
         // Keep draining stderr so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, base, out }
+        Server {
+            child,
+            base,
+            out,
+            spool,
+        }
     }
 
     fn post(&self, path: &str, content_type: &str, body: &[u8]) -> u16 {
@@ -76,15 +107,34 @@ impl Server {
             .unwrap();
         assert!(status.success());
         let code = self.child.wait().unwrap().code().unwrap_or(-1);
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let records = read_records(&self.out);
         let _ = std::fs::remove_file(&self.out);
-        (
-            code,
-            text.lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect(),
-        )
+        let _ = std::fs::remove_dir_all(&self.spool);
+        (code, records)
     }
+
+    /// SIGKILL: no drain, no flush; returns the sink file and spool to restart on.
+    fn kill(mut self) -> (PathBuf, PathBuf) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        (self.out.clone(), self.spool.clone())
+    }
+}
+
+impl Drop for Server {
+    /// A failed test must not leave its server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// POSTs a body; 0 when the connection failed.
@@ -172,10 +222,9 @@ fn fixture_clients_over_http_equal_the_enrich_command() {
 }
 
 #[test]
-fn openlit_over_http_fixme_merges_only_within_a_batch() {
-    // FIXME(merge window, issue 5 item 3): OpenLIT exports a call's retry
-    // attempts and its log in separate bodies; until serve holds a merge window
-    // across requests, posting them one by one gives more records than enrich.
+fn openlit_pieces_in_separate_requests_merge_in_the_window() {
+    // OpenLIT exports a call's retry attempts and its log in separate bodies:
+    // the merge window joins them as `enrich` does over all files at once.
     let server = Server::start("openlit", &[]);
     for (file, path, ct) in bodies("openlit") {
         assert_eq!(server.post(path, ct, &std::fs::read(&file).unwrap()), 200);
@@ -184,10 +233,7 @@ fn openlit_over_http_fixme_merges_only_within_a_batch() {
     assert_eq!(code, 0);
     let cli = enrich_cli("openlit");
     assert_eq!(cli.len(), 13);
-    assert!(
-        records.len() > cli.len(),
-        "the FIXME above is fixed: make this test assert equality"
-    );
+    assert_eq!(records, cli);
 }
 
 fn unique_batch(batch: u64, spans: u64) -> Vec<u8> {
@@ -242,7 +288,7 @@ fn unique_batch(batch: u64, spans: u64) -> Vec<u8> {
 #[test]
 fn sigterm_under_load_writes_every_acknowledged_call_exactly_once() {
     const SPANS: u64 = 20;
-    let server = Server::start("load", &["--fsync"]);
+    let server = Server::start("load", &[]);
     let next = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..4)
         .map(|_| {
@@ -307,4 +353,145 @@ fn sigterm_under_load_writes_every_acknowledged_call_exactly_once() {
     }
     // Requests answered 503 during shutdown may or may not have been written; nothing else was.
     assert!(total as u64 >= acked.len() as u64 * SPANS);
+}
+
+/// Posts unique batches from 4 threads until the server goes away; returns
+/// the acknowledged batch numbers.
+fn load_until_gone(base: &str, spans: u64) -> Vec<std::thread::JoinHandle<Vec<u64>>> {
+    let next = Arc::new(AtomicU64::new(0));
+    (0..4)
+        .map(|_| {
+            let (base, next) = (base.to_owned(), next.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut failures = 0;
+                for _ in 0..5000 {
+                    let batch = next.fetch_add(1, Ordering::Relaxed);
+                    match post(
+                        &base,
+                        "/v1/traces",
+                        "application/x-protobuf",
+                        &unique_batch(batch, spans),
+                    ) {
+                        200 => acked.push(batch),
+                        0 => {
+                            failures += 1;
+                            if failures > 3 {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        _ => {}
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+/// Asserts every call of every acknowledged batch is in `records` exactly once.
+fn assert_exactly_once(records: &[serde_json::Value], acked: &[u64], spans: u64) {
+    let mut ids: Vec<String> = records
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no call written twice");
+    for batch in acked {
+        for i in 0..spans {
+            let id = format!("req_load_{}", batch * 1_000_000 + i + 1);
+            assert!(
+                ids.binary_search(&id).is_ok(),
+                "acknowledged call {id} is missing"
+            );
+        }
+    }
+}
+
+#[test]
+fn kill_9_under_load_then_restart_loses_nothing_and_writes_nothing_twice() {
+    const SPANS: u64 = 20;
+    // A long window: at the kill, most acknowledged calls are only in the spool.
+    let server = Server::start("kill9", &["--merge-window-ms", "600"]);
+    let threads = load_until_gone(&server.base, SPANS);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (out, spool) = server.kill();
+    let acked: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 10,
+        "the load ran ({} acknowledged)",
+        acked.len()
+    );
+    // The kill may cut the last line in half: count whole records only.
+    let before_restart = std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        .count();
+    assert!(
+        before_restart < acked.len() * SPANS as usize,
+        "the kill came before everything was stored ({before_restart} records), so the replay is tested"
+    );
+
+    let restarted = Server::launch(out, spool, &[]);
+    let (code, records) = restarted.stop();
+    assert_eq!(code, 0);
+    assert_exactly_once(&records, &acked, SPANS);
+}
+
+/// POSTs a body; the status and the Retry-After header.
+fn post_retry_after(base: &str, body: &[u8]) -> (u16, Option<String>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let resp = agent
+        .post(format!("{base}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .send(body)
+        .unwrap();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (resp.status().as_u16(), retry)
+}
+
+#[test]
+fn a_full_spool_answers_503_with_retry_after_then_the_retry_succeeds() {
+    const SPANS: u64 = 5;
+    let first = unique_batch(0, SPANS);
+    let second = unique_batch(1, SPANS);
+    // Room for one request (body plus frame header): the second waits until
+    // the first is stored.
+    let room = (first.len().max(second.len()) + 40).to_string();
+    let server = Server::start(
+        "spoolfull",
+        &["--merge-window-ms", "500", "--spool-max-bytes", &room],
+    );
+    assert_eq!(post_retry_after(&server.base, &first).0, 200);
+    let (status, retry_after) = post_retry_after(&server.base, &second);
+    assert_eq!(status, 503, "the spool holds the first request");
+    let wait: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    let mut retries = 0;
+    loop {
+        std::thread::sleep(Duration::from_secs(wait));
+        retries += 1;
+        match post_retry_after(&server.base, &second).0 {
+            200 => break,
+            503 if retries < 10 => continue,
+            other => panic!("retry answered {other}"),
+        }
+    }
+    let (code, records) = server.stop();
+    assert_eq!(code, 0);
+    assert_exactly_once(&records, &[0, 1], SPANS);
+    assert_eq!(records.len() as u64, 2 * SPANS);
 }

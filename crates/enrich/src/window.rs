@@ -236,8 +236,9 @@ impl MergeWindow {
         self.stats.late_duplicates = mark.stats_late;
     }
 
-    /// Extracts a decoded request (spool entry `entry`) arriving at `now_ns`.
-    pub fn push(&mut self, req: &ExportRequest, entry: u64, now_ns: u64) {
+    /// Extracts a decoded request (spool entry `entry`) arriving at `now_ns`;
+    /// returns how many observations it held (their ordinals are `0..n`).
+    pub fn push(&mut self, req: &ExportRequest, entry: u64, now_ns: u64) -> u32 {
         let from = self.pending.len();
         extract::extract(
             req,
@@ -245,7 +246,7 @@ impl MergeWindow {
             &mut self.stats.extract,
             &mut self.pending,
         );
-        self.admit(from, entry, now_ns);
+        self.admit(from, entry, now_ns)
     }
 
     /// Decodes and extracts a protobuf traces request (zero-copy when canonical).
@@ -254,7 +255,7 @@ impl MergeWindow {
         bytes: &[u8],
         entry: u64,
         now_ns: u64,
-    ) -> Result<(), claudewatch_otlp::DecodeError> {
+    ) -> Result<u32, claudewatch_otlp::DecodeError> {
         let mut holder = None;
         let batch = claudewatch_otlp::trace_batch_protobuf(bytes, &mut holder)?;
         let from = self.pending.len();
@@ -264,8 +265,7 @@ impl MergeWindow {
             &mut self.stats.extract,
             &mut self.pending,
         );
-        self.admit(from, entry, now_ns);
-        Ok(())
+        Ok(self.admit(from, entry, now_ns))
     }
 
     /// Drops the observations pushed since `mark` whose ordinal `skip` names
@@ -282,8 +282,9 @@ impl MergeWindow {
         }
     }
 
-    /// Tags new observations with their origin and drops late duplicates.
-    fn admit(&mut self, from: usize, entry: u64, now_ns: u64) {
+    /// Tags new observations with their origin and drops late duplicates;
+    /// returns how many there were.
+    fn admit(&mut self, from: usize, entry: u64, now_ns: u64) -> u32 {
         let mut ordinal = 0u32;
         let mut keep = from;
         for i in from..self.pending.len() {
@@ -303,6 +304,12 @@ impl MergeWindow {
         }
         self.pending.truncate(keep);
         debug_assert_eq!(self.pending.len(), self.waiting.len());
+        ordinal
+    }
+
+    /// Arrival time of the oldest observation waiting.
+    pub fn oldest_arrival_ns(&self) -> Option<u64> {
+        self.waiting.first().map(|w| w.arrived_ns)
     }
 
     fn is_late(&self, o: &Observation) -> bool {

@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod grpc;
 pub mod http;
 pub mod response;
 pub mod submit;
 
+pub use grpc::{services as grpc_services, GrpcSettings};
 pub use http::{router, HttpSettings};
 pub use submit::{Refusal, Submission, Submit, SubmitFuture, Verdict};

@@ -113,34 +113,41 @@ pub fn unavailable(format: Format, retry_after_secs: u32, message: impl Into<Str
     r
 }
 
-/// A success: partial when `rejected > 0`.
-pub fn success(signal: Signal, format: Format, rejected: u64, message: &str) -> Response {
+/// The protobuf export response of `signal`: partial success when
+/// `rejected > 0` or a message is given.
+pub fn export_response(signal: Signal, rejected: u64, message: &str) -> bytes::Bytes {
     let rejected_i = i64::try_from(rejected).unwrap_or(i64::MAX);
     let partial = rejected > 0 || !message.is_empty();
+    bytes::Bytes::from(match signal {
+        Signal::Traces => ExportTraceServiceResponse {
+            partial_success: partial.then(|| ExportTracePartialSuccess {
+                rejected_spans: rejected_i,
+                error_message: message.to_owned(),
+            }),
+        }
+        .encode_to_vec(),
+        Signal::Logs => ExportLogsServiceResponse {
+            partial_success: partial.then(|| ExportLogsPartialSuccess {
+                rejected_log_records: rejected_i,
+                error_message: message.to_owned(),
+            }),
+        }
+        .encode_to_vec(),
+        Signal::Metrics => ExportMetricsServiceResponse {
+            partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rejected_i,
+                error_message: message.to_owned(),
+            }),
+        }
+        .encode_to_vec(),
+    })
+}
+
+/// A success: partial when `rejected > 0`.
+pub fn success(signal: Signal, format: Format, rejected: u64, message: &str) -> Response {
+    let partial = rejected > 0 || !message.is_empty();
     let body = match format {
-        Format::Protobuf => match signal {
-            Signal::Traces => ExportTraceServiceResponse {
-                partial_success: partial.then(|| ExportTracePartialSuccess {
-                    rejected_spans: rejected_i,
-                    error_message: message.to_owned(),
-                }),
-            }
-            .encode_to_vec(),
-            Signal::Logs => ExportLogsServiceResponse {
-                partial_success: partial.then(|| ExportLogsPartialSuccess {
-                    rejected_log_records: rejected_i,
-                    error_message: message.to_owned(),
-                }),
-            }
-            .encode_to_vec(),
-            Signal::Metrics => ExportMetricsServiceResponse {
-                partial_success: partial.then(|| ExportMetricsPartialSuccess {
-                    rejected_data_points: rejected_i,
-                    error_message: message.to_owned(),
-                }),
-            }
-            .encode_to_vec(),
-        },
+        Format::Protobuf => export_response(signal, rejected, message).to_vec(),
         Format::Json => {
             if partial {
                 let key = match signal {

@@ -331,10 +331,15 @@ impl Spool {
     }
 
     /// Records what the pipeline has stored, then deletes segments that hold
-    /// only entries before `checkpoint.replay_from`.
+    /// only entries before `checkpoint.replay_from` (all of them, when
+    /// everything appended is stored).
     pub fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), SpoolError> {
         checkpoint.store(&self.config.dir.join("checkpoint.json"))?;
         self.checkpoint = checkpoint;
+        // Everything stored: start a fresh segment so the old one can go.
+        if self.checkpoint.replay_from >= self.next_seq && self.active_bytes() > 0 {
+            self.rotate()?;
+        }
         while self.segments.len() > 1 && self.segments[1].first_seq <= self.checkpoint.replay_from {
             let s = self.segments.remove(0);
             std::fs::remove_file(&s.path)

@@ -136,6 +136,23 @@ fn a_checkpoint_limits_the_replay_and_frees_segments() {
 }
 
 #[test]
+fn a_spool_whose_every_entry_is_stored_holds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut spool, _) = Spool::open(config(dir.path())).unwrap();
+    append_n(&mut spool, 3);
+    assert!(spool.bytes() > 0);
+    spool
+        .commit(CheckpointBuilder::new(spool.next_seq(), None).build())
+        .unwrap();
+    assert_eq!(spool.bytes(), 0);
+    append_n(&mut spool, 1);
+    drop(spool);
+    let (spool, report) = Spool::open(config(dir.path())).unwrap();
+    assert_eq!((report.entries, report.to_replay), (1, 1));
+    assert_eq!(replayed(&spool)[0].seq, 3);
+}
+
+#[test]
 fn a_full_spool_refuses_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let tight = SpoolConfig {

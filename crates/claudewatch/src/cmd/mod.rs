@@ -1,6 +1,7 @@
 //! One module per subcommand, and what they share.
 
 pub mod enrich;
+pub mod loadgen;
 pub mod serve;
 
 use anyhow::Context;

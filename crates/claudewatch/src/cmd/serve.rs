@@ -10,9 +10,10 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use claudewatch_enrich::EnrichConfig;
-use claudewatch_ingest::HttpSettings;
+use claudewatch_enrich::{EnrichConfig, WindowLimits};
+use claudewatch_ingest::{GrpcSettings, HttpSettings};
 use claudewatch_sink::{JsonLinesSink, JsonLinesTarget};
+use claudewatch_spool::SpoolConfig;
 use prometheus_client::registry::Registry;
 
 use crate::config::{self, Config, Overrides};
@@ -23,8 +24,11 @@ use crate::pipeline::{self, PipelineSettings};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Receives OTLP over HTTP (POST /v1/traces, /v1/logs, /v1/metrics; protobuf or JSON; \
-gzip or zstd), turns it into call records and writes them to the sink. A request is \
-acknowledged only after its records were written and the sink flushed.
+gzip or zstd) and gRPC (the Export method of the trace, logs and metrics services; gzip \
+or zstd), turns it into call records and writes them to the sink. A request is \
+acknowledged once it is in the write-ahead spool (fsynced): a crash after that loses \
+nothing, the spool is replayed at the next start. Pieces of one call that arrive in \
+different requests merge within the merge window (pipeline.merge_window_ms).
 
 Configuration: built-in defaults < --config FILE < CLAUDEWATCH_<SECTION>__<KEY> \
 environment variables (e.g. CLAUDEWATCH_SERVER__HTTP_LISTEN=0.0.0.0:4318) < flags. \
@@ -39,12 +43,25 @@ pub struct ServeArgs {
     /// OTLP/HTTP listen address [server.http_listen].
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<String>,
+    /// OTLP/gRPC listen address [server.grpc_listen].
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<String>,
+    /// Write-ahead spool directory [spool.dir].
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+    /// Bytes the spool may hold before refusing with 503 [spool.max_bytes].
+    #[arg(long, value_name = "BYTES")]
+    spool_max_bytes: Option<u64>,
+    /// Merge window in milliseconds [pipeline.merge_window_ms].
+    #[arg(long, value_name = "MS")]
+    merge_window_ms: Option<u64>,
     /// JSON-lines sink: a file to append to, or - for stdout [sink.jsonl.path].
     #[arg(long, value_name = "PATH")]
     jsonl: Option<String>,
-    /// fsync the JSON-lines file after every batch [sink.jsonl.fsync].
+    /// Do not fsync the JSON-lines file on flush [sink.jsonl.fsync = false]:
+    /// faster, but a machine crash may lose records already taken off the spool.
     #[arg(long)]
-    fsync: bool,
+    no_fsync: bool,
     /// Log format: text or json [log.format].
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
@@ -59,11 +76,23 @@ impl ServeArgs {
         if let Some(v) = &self.http_listen {
             o.set("server.http_listen", v.clone());
         }
+        if let Some(v) = &self.grpc_listen {
+            o.set("server.grpc_listen", v.clone());
+        }
+        if let Some(v) = &self.spool_dir {
+            o.set("spool.dir", v.display().to_string());
+        }
+        if let Some(v) = self.spool_max_bytes {
+            o.set("spool.max_bytes", v);
+        }
+        if let Some(v) = self.merge_window_ms {
+            o.set("pipeline.merge_window_ms", v);
+        }
         if let Some(v) = &self.jsonl {
             o.set("sink.jsonl.path", v.clone());
         }
-        if self.fsync {
-            o.set("sink.jsonl.fsync", true);
+        if self.no_fsync {
+            o.set("sink.jsonl.fsync", false);
         }
         if let Some(v) = &self.log_format {
             o.set("log.format", v.clone());
@@ -122,8 +151,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         PipelineSettings {
             queue_capacity: config.pipeline.queue_capacity,
             max_batch_requests: config.pipeline.max_batch_requests,
+            max_queued_bytes: config.pipeline.max_queued_bytes,
+            max_unstored_records: config.pipeline.max_unstored_records,
             retry_after_secs: config.pipeline.retry_after_secs,
             default_tenant: config.enrich.default_tenant.clone(),
+            window: WindowLimits {
+                max_age_ns: config.pipeline.merge_window_ms.saturating_mul(1_000_000),
+                max_observations: config.pipeline.merge_window_max_observations,
+            },
+            spool: SpoolConfig {
+                dir: config.spool.dir.clone(),
+                segment_bytes: config.spool.segment_bytes,
+                max_bytes: config.spool.max_bytes,
+            },
+            drain_timeout: Duration::from_secs(config.server.shutdown_timeout_secs)
+                .saturating_sub(Duration::from_secs(1)),
         },
         EnrichConfig {
             prices,
@@ -134,10 +176,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .context("starting the pipeline worker")?;
 
+    let tokens: std::collections::HashMap<String, String> =
+        config.auth.tokens.clone().into_iter().collect();
+    let (traces, logs, metrics_svc) = claudewatch_ingest::grpc_services(
+        GrpcSettings {
+            max_message_bytes: config.server.max_body_bytes,
+            tokens: tokens.clone(),
+        },
+        pipeline.clone(),
+    );
     let otlp = claudewatch_ingest::router(
         HttpSettings {
             max_body_bytes: config.server.max_body_bytes,
-            tokens: config.auth.tokens.clone().into_iter().collect(),
+            tokens,
         },
         pipeline,
     );
@@ -171,16 +222,43 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.server.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.http_listen))?;
-    tracing::info!(
-        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        sink = %config.sink.jsonl.path,
-        fsync = config.sink.jsonl.fsync,
-        "claudewatch serving OTLP/HTTP on /v1/traces, /v1/logs, /v1/metrics; /metrics, /healthz, /readyz"
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    let grpc_listener = tokio::net::TcpListener::bind(&config.server.grpc_listen)
         .await
-        .context("serving HTTP")?;
+        .with_context(|| format!("cannot listen on {}", config.server.grpc_listen))?;
+    let signals = shutdown_signal()?;
+    let addr =
+        |l: &tokio::net::TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(
+        listen = %addr(&listener),
+        grpc_listen = %addr(&grpc_listener),
+        sink = %config.sink.jsonl.path,
+        spool = %config.spool.dir.display(),
+        merge_window_ms = config.pipeline.merge_window_ms,
+        "claudewatch serving OTLP/HTTP on /v1/traces, /v1/logs, /v1/metrics, OTLP/gRPC, /metrics, /healthz, /readyz"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let http = axum::serve(listener, app).with_graceful_shutdown(stopped());
+    let grpc = tonic::transport::Server::builder()
+        .add_service(traces)
+        .add_service(logs)
+        .add_service(metrics_svc)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            stopped(),
+        );
+    let signal = async move {
+        signals.await;
+        let _ = stop_tx.send(true);
+    };
+    let (http, grpc, ()) = tokio::join!(http, grpc, signal);
+    http.context("serving OTLP/HTTP")?;
+    grpc.context("serving OTLP/gRPC")?;
 
     tracing::info!("stopped accepting; draining the queue and flushing the sink");
     let deadline = Duration::from_secs(config.server.shutdown_timeout_secs);
@@ -199,22 +277,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Installs the SIGINT and SIGTERM handlers now (so a signal that arrives
+/// right after the listeners are announced is not fatal) and returns a future
+/// that completes on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("interrupt received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("interrupt received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
+    })
 }

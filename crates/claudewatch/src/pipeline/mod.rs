@@ -1,0 +1,213 @@
+//! The stream pipeline of `serve`: receivers → bounded queue → enricher and
+//! spool → merge window → sink.
+//!
+//! A request is acknowledged once it is in the write-ahead spool (fsynced):
+//! from then on a crash cannot lose it. Its observations wait in the merge
+//! window of their tenant until their call is complete, then the call's record
+//! goes to the sink; after the sink flushed, the spool's checkpoint moves on.
+//! After a crash, the sink is cut back to the checkpoint's position and the
+//! spool replays what the checkpoint does not cover, so every acknowledged
+//! call is stored, and stored once.
+//!
+//! Backpressure, all answered with a retryable refusal: the queue is full
+//! (requests), the queued bodies exceed the memory limit (bytes), the spool is
+//! full, or the sink is behind (records sealed but not stored).
+
+mod progress;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use claudewatch_enrich::{EnrichConfig, WindowLimits};
+use claudewatch_ingest::{Refusal, Submission, Submit, SubmitFuture, Verdict};
+use claudewatch_sink::Sink;
+use claudewatch_spool::{Spool, SpoolConfig};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+
+/// Settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Queue capacity in requests.
+    pub queue_capacity: usize,
+    /// Requests taken from the queue together (one spool fsync).
+    pub max_batch_requests: usize,
+    /// Decompressed bytes allowed to wait in the queue (the memory limit).
+    pub max_queued_bytes: usize,
+    /// Records sealed but not yet stored beyond which new data is refused.
+    pub max_unstored_records: usize,
+    /// Retry-After suggested with retryable refusals, in seconds.
+    pub retry_after_secs: u32,
+    /// Tenant for requests without one.
+    pub default_tenant: Option<String>,
+    /// The merge window.
+    pub window: WindowLimits,
+    /// The write-ahead spool.
+    pub spool: SpoolConfig,
+    /// How long the drain at shutdown keeps retrying a failing sink.
+    pub drain_timeout: Duration,
+}
+
+struct Job {
+    submission: Submission,
+    reply: oneshot::Sender<Result<Verdict, Refusal>>,
+}
+
+/// State the receivers and the worker share.
+struct Shared {
+    metrics: Arc<Metrics>,
+    settings: PipelineSettings,
+    queued_bytes: AtomicUsize,
+    /// Set by the worker while sealed records wait for a failing sink.
+    sink_backlogged: AtomicBool,
+}
+
+/// The receivers' handle on the pipeline.
+#[derive(Clone)]
+pub struct Pipeline {
+    tx: mpsc::SyncSender<Job>,
+    shared: Arc<Shared>,
+}
+
+/// Opens the spool, cuts the sink back to the spool's checkpoint, replays what
+/// was acknowledged but not stored before the last stop, then starts the
+/// worker thread. Returns the handle receivers submit to, and the thread,
+/// which ends after every `Pipeline` clone is dropped and everything drained.
+pub fn start(
+    settings: PipelineSettings,
+    enrich: EnrichConfig,
+    mut sink: Box<dyn Sink>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Pipeline, JoinHandle<()>)> {
+    let (spool, report) = Spool::open(settings.spool.clone())
+        .with_context(|| format!("opening the spool in {}", settings.spool.dir.display()))?;
+    tracing::info!(
+        dir = %settings.spool.dir.display(),
+        entries = report.entries,
+        to_replay = report.to_replay,
+        torn_tail_bytes = report.torn_tail_bytes,
+        "spool opened"
+    );
+    if report.torn_tail_bytes > 0 {
+        tracing::warn!(
+            bytes = report.torn_tail_bytes,
+            "spool had a torn tail (a write cut short by a crash, never acknowledged): cut off"
+        );
+    }
+    if report.corrupt_segments > 0 {
+        tracing::error!(
+            segments = report.corrupt_segments,
+            "spool segments with a corrupt entry: the entries after it cannot be replayed"
+        );
+    }
+    metrics.spool_torn_tail_bytes.inc_by(report.torn_tail_bytes);
+    metrics
+        .spool_corrupt_segments
+        .inc_by(report.corrupt_segments);
+    if let Some(position) = report.checkpoint.sink_position {
+        sink.rollback(position)
+            .context("cutting the sink back to the spool checkpoint")?;
+    }
+    let (tx, rx) = mpsc::sync_channel(settings.queue_capacity);
+    let shared = Arc::new(Shared {
+        metrics,
+        settings,
+        queued_bytes: AtomicUsize::new(0),
+        sink_backlogged: AtomicBool::new(false),
+    });
+    let mut worker = worker::Worker::new(rx, sink, spool, enrich, shared.clone());
+    worker.replay().context("replaying the spool")?;
+    let handle = std::thread::Builder::new()
+        .name("claudewatch-enrich".into())
+        .spawn(move || worker.run())
+        .context("starting the pipeline thread")?;
+    Ok((Pipeline { tx, shared }, handle))
+}
+
+fn result_name(r: &Result<Verdict, Refusal>) -> &'static str {
+    match r {
+        Ok(Verdict::Accepted { .. }) => "accepted",
+        Ok(Verdict::Invalid(_)) => "invalid",
+        Err(Refusal::Busy { .. }) => "busy",
+        Err(Refusal::Unavailable { .. }) => "unavailable",
+        Err(Refusal::ShuttingDown) => "shutting_down",
+    }
+}
+
+impl Pipeline {
+    /// Admits a submission to the queue, or says why not (all retryable).
+    fn admit(
+        &self,
+        submission: Submission,
+    ) -> Result<oneshot::Receiver<Result<Verdict, Refusal>>, Refusal> {
+        let s = &self.shared.settings;
+        let retry_after_secs = s.retry_after_secs.max(1);
+        if self.shared.sink_backlogged.load(Ordering::Relaxed) {
+            return Err(Refusal::Unavailable {
+                retry_after_secs,
+                reason: format!(
+                    "the sink is behind ({} records waiting to be stored): retry later",
+                    s.max_unstored_records
+                ),
+            });
+        }
+        let len = submission.body.len();
+        let held = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        if held > 0 && held + len > s.max_queued_bytes {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(Refusal::Busy {
+                retry_after_secs,
+                reason: format!(
+                    "memory limit: {} bytes of requests already queued (pipeline.max_queued_bytes)",
+                    held
+                ),
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(Job { submission, reply }) {
+            Ok(()) => {
+                self.shared.metrics.queue_depth.inc();
+                self.shared
+                    .metrics
+                    .queued_bytes
+                    .set(self.shared.queued_bytes.load(Ordering::Relaxed) as i64);
+                Ok(answer)
+            }
+            Err(e) => {
+                self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+                Err(match e {
+                    mpsc::TrySendError::Full(_) => Refusal::Busy {
+                        retry_after_secs,
+                        reason: format!("queue full ({} requests): retry later", s.queue_capacity),
+                    },
+                    mpsc::TrySendError::Disconnected(_) => Refusal::ShuttingDown,
+                })
+            }
+        }
+    }
+}
+
+impl Submit for Pipeline {
+    fn submit(&self, mut submission: Submission) -> SubmitFuture<'_> {
+        Box::pin(async move {
+            if submission.tenant.is_none() {
+                submission.tenant = self.shared.settings.default_tenant.clone();
+            }
+            let signal = submission.signal;
+            let result = match self.admit(submission) {
+                Ok(answer) => answer.await.unwrap_or(Err(Refusal::ShuttingDown)),
+                Err(refusal) => Err(refusal),
+            };
+            self.shared
+                .metrics
+                .request(signal.as_str(), result_name(&result));
+            result
+        })
+    }
+}
