@@ -106,13 +106,30 @@ pub struct JsonlConfig {
 }
 
 /// Enrichment settings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnrichSection {
     /// Price table file (TOML) replacing the built-in one.
     pub prices: Option<PathBuf>,
     /// Tenant for requests without a token-mapped tenant.
     pub default_tenant: Option<String>,
+    /// Unmapped attributes kept per span or log record (at most 32); the rest
+    /// are dropped and counted.
+    pub max_attributes: usize,
+    /// Bytes kept of an unmapped attribute's value (at most 256); longer
+    /// values are cut and counted.
+    pub max_attribute_value_bytes: usize,
+}
+
+impl Default for EnrichSection {
+    fn default() -> Self {
+        EnrichSection {
+            prices: None,
+            default_tenant: None,
+            max_attributes: claudewatch_model::ATTRIBUTES_MAX_COUNT,
+            max_attribute_value_bytes: claudewatch_model::ATTRIBUTE_VALUE_MAX_LEN,
+        }
+    }
 }
 
 /// Logging.
@@ -235,6 +252,15 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config
     if config.pipeline.queue_capacity == 0 || config.pipeline.max_batch_requests == 0 {
         anyhow::bail!("invalid configuration: pipeline.queue_capacity and pipeline.max_batch_requests must be at least 1");
     }
+    if config.enrich.max_attributes > claudewatch_model::ATTRIBUTES_MAX_COUNT
+        || config.enrich.max_attribute_value_bytes > claudewatch_model::ATTRIBUTE_VALUE_MAX_LEN
+    {
+        anyhow::bail!(
+            "invalid configuration: enrich.max_attributes is at most {} and enrich.max_attribute_value_bytes at most {} (the record's own limits)",
+            claudewatch_model::ATTRIBUTES_MAX_COUNT,
+            claudewatch_model::ATTRIBUTE_VALUE_MAX_LEN
+        );
+    }
     Ok(config)
 }
 
@@ -293,5 +319,10 @@ mod tests {
             .to_string()
             .contains("log.format"));
         assert!(load(Some(Path::new("/nonexistent.toml")), &Overrides::default()).is_err());
+        let p = write("caps", "[enrich]\nmax_attributes = 1000\n");
+        assert!(load(Some(&p), &Overrides::default())
+            .unwrap_err()
+            .to_string()
+            .contains("enrich.max_attributes"));
     }
 }

@@ -75,6 +75,10 @@ pub struct Metrics {
     pub spool_torn_tail_bytes: Counter,
     /// Spool segments found with a corrupt entry at start.
     pub spool_corrupt_segments: Counter,
+    /// Unmapped attributes dropped by the count cap.
+    pub dropped_attributes: Counter,
+    /// Attribute values cut by the length cap.
+    pub truncated_values: Counter,
 }
 
 impl Metrics {
@@ -100,6 +104,8 @@ impl Metrics {
             spool_replayed_entries: Counter::default(),
             spool_torn_tail_bytes: Counter::default(),
             spool_corrupt_segments: Counter::default(),
+            dropped_attributes: Counter::default(),
+            truncated_values: Counter::default(),
         };
         registry.register(
             "claudewatch_export_requests",
@@ -199,6 +205,16 @@ impl Metrics {
             "claudewatch_spool_corrupt_segments",
             "Spool segments found with a corrupt entry at start",
             m.spool_corrupt_segments.clone(),
+        );
+        registry.register(
+            "claudewatch_dropped_attributes",
+            "Unmapped attributes dropped by the count cap (enrich.max_attributes)",
+            m.dropped_attributes.clone(),
+        );
+        registry.register(
+            "claudewatch_truncated_attribute_values",
+            "Attribute values cut by the length cap (enrich.max_attribute_value_bytes)",
+            m.truncated_values.clone(),
         );
         Arc::new(m)
     }

@@ -38,6 +38,8 @@ pub struct EnrichConfig {
     pub prices: PriceTable,
     /// Tenant to stamp on every record, if the deployment has one.
     pub tenant: Option<String>,
+    /// Caps on the unmapped attributes kept per observation.
+    pub attribute_limits: AttributeLimits,
 }
 
 impl Default for EnrichConfig {
@@ -45,6 +47,50 @@ impl Default for EnrichConfig {
         EnrichConfig {
             prices: PriceTable::default_table(),
             tenant: None,
+            attribute_limits: AttributeLimits::default(),
+        }
+    }
+}
+
+/// Caps on the unmapped attributes of an observation, at most the record's
+/// own limits ([`claudewatch_model::ATTRIBUTES_MAX_COUNT`] and
+/// [`claudewatch_model::ATTRIBUTE_VALUE_MAX_LEN`]). What they cut is counted
+/// in [`ExtractStats::dropped_attributes`] and [`ExtractStats::truncated_values`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeLimits {
+    /// Attributes kept per observation.
+    pub max_count: usize,
+    /// Bytes kept of each value (cut at a character boundary).
+    pub max_value_bytes: usize,
+}
+
+impl Default for AttributeLimits {
+    fn default() -> Self {
+        AttributeLimits {
+            max_count: claudewatch_model::ATTRIBUTES_MAX_COUNT,
+            max_value_bytes: claudewatch_model::ATTRIBUTE_VALUE_MAX_LEN,
+        }
+    }
+}
+
+impl AttributeLimits {
+    /// Applies the caps to observations just extracted.
+    pub fn apply(&self, obs: &mut [Observation], stats: &mut ExtractStats) {
+        if *self == AttributeLimits::default() {
+            return; // extraction already applied the record's own limits
+        }
+        for o in obs {
+            if o.unmapped.len() > self.max_count {
+                stats.dropped_attributes += (o.unmapped.len() - self.max_count) as u64;
+                o.unmapped.truncate(self.max_count);
+            }
+            for (_, v) in &mut o.unmapped {
+                if v.len() > self.max_value_bytes {
+                    let (cut, _) = attrs::truncate_utf8(std::mem::take(v), self.max_value_bytes);
+                    *v = cut;
+                    stats.truncated_values += 1;
+                }
+            }
         }
     }
 }
@@ -84,12 +130,16 @@ impl Enricher {
 
     /// Extracts the observations of one request and holds them for merging.
     pub fn push(&mut self, req: &ExportRequest) {
+        let from = self.pending.len();
         extract::extract(
             req,
             &mut self.seq,
             &mut self.stats.extract,
             &mut self.pending,
         );
+        self.config
+            .attribute_limits
+            .apply(&mut self.pending[from..], &mut self.stats.extract);
     }
 
     /// Decodes and extracts a protobuf traces request in one pass, borrowing
@@ -101,12 +151,16 @@ impl Enricher {
     ) -> Result<(), claudewatch_otlp::DecodeError> {
         let mut holder = None;
         let batch = claudewatch_otlp::trace_batch_protobuf(bytes, &mut holder)?;
+        let from = self.pending.len();
         extract::extract_traces(
             &batch,
             &mut self.seq,
             &mut self.stats.extract,
             &mut self.pending,
         );
+        self.config
+            .attribute_limits
+            .apply(&mut self.pending[from..], &mut self.stats.extract);
         Ok(())
     }
 

@@ -285,6 +285,9 @@ impl MergeWindow {
     /// Tags new observations with their origin and drops late duplicates;
     /// returns how many there were.
     fn admit(&mut self, from: usize, entry: u64, now_ns: u64) -> u32 {
+        self.config
+            .attribute_limits
+            .apply(&mut self.pending[from..], &mut self.stats.extract);
         let mut ordinal = 0u32;
         let mut keep = from;
         for i in from..self.pending.len() {

@@ -199,3 +199,34 @@ fn rollback_forgets_the_pushes_and_skip_drops_stored_observations() {
     replay.skip_since(mark, |o: Origin| o.entry == 0);
     assert!(replay.is_empty());
 }
+
+#[test]
+fn attribute_caps_cut_and_count() {
+    let reqs = requests("anthropic-native");
+    let full = batch(&reqs);
+    let most = full.iter().map(|r| r.attributes.len()).max().unwrap();
+    assert!(most >= 2, "the fixture has unmapped attributes to cut");
+    let config = EnrichConfig {
+        attribute_limits: claudewatch_enrich::AttributeLimits {
+            max_count: 1,
+            max_value_bytes: 4,
+        },
+        ..EnrichConfig::default()
+    };
+    let mut e = Enricher::new(config.clone());
+    let mut w = MergeWindow::new(config, limits());
+    for (i, r) in reqs.iter().enumerate() {
+        e.push(r);
+        w.push(r, i as u64, 0);
+    }
+    for records in [e.finish(), w.seal(0, true).records] {
+        assert_eq!(records.len(), full.len());
+        for r in &records {
+            assert!(r.attributes.len() <= 1);
+            assert!(r.attributes.values().all(|v| v.len() <= 4));
+        }
+    }
+    assert!(e.stats().extract.dropped_attributes > 0);
+    assert!(e.stats().extract.truncated_values > 0);
+    assert_eq!(e.stats().extract, w.stats().extract);
+}

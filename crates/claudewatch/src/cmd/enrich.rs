@@ -52,6 +52,7 @@ pub fn run(args: EnrichArgs) -> anyhow::Result<ExitCode> {
     let mut enricher = Enricher::new(EnrichConfig {
         prices,
         tenant: args.tenant.clone(),
+        attribute_limits: Default::default(),
     });
     let mut files_ok = 0u64;
     let mut files_rejected = 0u64;

@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use claudewatch_enrich::{EnrichConfig, WindowLimits};
+use claudewatch_enrich::{AttributeLimits, EnrichConfig, WindowLimits};
 use claudewatch_ingest::{GrpcSettings, HttpSettings};
 use claudewatch_sink::{JsonLinesSink, JsonLinesTarget};
 use claudewatch_spool::SpoolConfig;
@@ -170,6 +170,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         EnrichConfig {
             prices,
             tenant: None,
+            attribute_limits: AttributeLimits {
+                max_count: config.enrich.max_attributes,
+                max_value_bytes: config.enrich.max_attribute_value_bytes,
+            },
         },
         Box::new(sink),
         metrics.clone(),

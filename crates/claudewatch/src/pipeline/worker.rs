@@ -451,6 +451,16 @@ impl Worker {
         let rejected = after
             .rejected_total()
             .saturating_sub(before.rejected_total());
+        metrics.dropped_attributes.inc_by(
+            after
+                .dropped_attributes
+                .saturating_sub(before.dropped_attributes),
+        );
+        metrics.truncated_values.inc_by(
+            after
+                .truncated_values
+                .saturating_sub(before.truncated_values),
+        );
         metrics
             .items
             .get_or_create(&SignalLabels {
