@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 CARGO  ?= cargo
 export CLAUDEWATCH_SHARED := $(SHARED)
 
-.PHONY: all build run test lint bench bench-instructions fuzz clean
+.PHONY: all build run test test-realclients lint bench bench-instructions fuzz clean
 
 all: build
 
@@ -27,6 +27,10 @@ run: build
 ## test: unit, property, CLI and fixture ground-truth tests.
 test:
 	$(CARGO) test --workspace --locked
+
+## test-realclients: the real Anthropic SDK, Traceloop and OpenLIT -> serve (HTTP and gRPC) -> ground truth, with progress.
+test-realclients:
+	$(CARGO) test -p claudewatch --test realclients --locked -- --nocapture
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -50,7 +54,7 @@ bench-instructions:
 FUZZ_SECONDS ?= 60
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for t in decode_protobuf decode_json enrich_any zero_copy_equivalence; do \
+	cd fuzz && for t in decode_protobuf decode_json enrich_any zero_copy_equivalence http_body; do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 clean:
