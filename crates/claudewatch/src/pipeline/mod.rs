@@ -14,6 +14,8 @@
 //! full, or the sink is behind (records sealed but not stored).
 
 mod progress;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

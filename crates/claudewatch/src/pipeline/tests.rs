@@ -1,0 +1,205 @@
+//! Admission under pressure, deterministically: a sink that blocks until the
+//! test releases it holds the worker, so the queue and the memory limit fill
+//! exactly when the test says, and a retry after the release succeeds.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use claudewatch_enrich::{CallRecord, EnrichConfig, WindowLimits};
+use claudewatch_ingest::{Refusal, Submission, Submit, Verdict};
+use claudewatch_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+use claudewatch_otlp::proto::common::v1::{
+    any_value::Value as V, AnyValue, InstrumentationScope, KeyValue,
+};
+use claudewatch_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use claudewatch_otlp::{Encoding, Signal};
+use claudewatch_sink::{Sink, SinkError};
+use claudewatch_spool::SpoolConfig;
+use prost::Message;
+
+use super::{start, PipelineSettings};
+use crate::metrics::Metrics;
+
+/// A sink whose `write` waits for a token from the test.
+struct GatedSink {
+    gate: Arc<Mutex<mpsc::Receiver<()>>>,
+    written: Arc<Mutex<Vec<CallRecord>>>,
+}
+
+impl Sink for GatedSink {
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+    fn write(&mut self, records: &[CallRecord]) -> Result<(), SinkError> {
+        self.gate.lock().unwrap().recv().ok();
+        self.written.lock().unwrap().extend_from_slice(records);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+fn call(n: u64) -> bytes::Bytes {
+    let kv = |k: &str, v: V| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        key_strindex: 0,
+    };
+    let span = Span {
+        trace_id: u128::from(n + 1).to_be_bytes().to_vec(),
+        span_id: (n + 1).to_be_bytes().to_vec(),
+        name: "anthropic.messages.create".into(),
+        start_time_unix_nano: 1_795_393_612_000_000_000,
+        end_time_unix_nano: 1_795_393_612_040_000_000,
+        attributes: vec![
+            kv(
+                "gen_ai.request.model",
+                V::StringValue("claude-haiku-4-5".into()),
+            ),
+            kv("http.response.status_code", V::IntValue(200)),
+            kv(
+                "anthropic.request.id",
+                V::StringValue(format!("req_gate_{n}")),
+            ),
+            kv("gen_ai.usage.input_tokens", V::IntValue(10)),
+            kv("gen_ai.usage.output_tokens", V::IntValue(2)),
+        ],
+        ..Default::default()
+    };
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: None,
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "com.anthropic.sdk.python".into(),
+                    ..Default::default()
+                }),
+                spans: vec![span],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    bytes::Bytes::from(req.encode_to_vec())
+}
+
+fn submission(n: u64) -> Submission {
+    Submission {
+        signal: Signal::Traces,
+        encoding: Encoding::Protobuf,
+        body: call(n),
+        tenant: None,
+    }
+}
+
+fn accepted(r: &Result<Verdict, Refusal>) -> bool {
+    matches!(r, Ok(Verdict::Accepted { rejected: 0, .. }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_pushes_back_then_the_retry_succeeds() {
+    push_back_then_success(1 << 30, "queue full").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_limit_pushes_back_then_the_retry_succeeds() {
+    // Room for one queued request's bytes; the queue itself has room for two.
+    push_back_then_success(call(0).len() + 1, "memory limit").await;
+}
+
+async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
+    let spool = tempfile_dir();
+    let queue_capacity = if expected == "queue full" { 1 } else { 2 };
+    let settings = PipelineSettings {
+        queue_capacity,
+        max_batch_requests: 1,
+        max_queued_bytes,
+        max_unstored_records: 1000,
+        retry_after_secs: 1,
+        default_tenant: None,
+        window: WindowLimits {
+            max_age_ns: 0,
+            max_observations: 1000,
+        },
+        spool: SpoolConfig {
+            dir: spool.clone(),
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 30,
+        },
+        drain_timeout: Duration::from_secs(5),
+    };
+    let (release, gate) = mpsc::channel();
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let sink = GatedSink {
+        gate: Arc::new(Mutex::new(gate)),
+        written: written.clone(),
+    };
+    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+    let (pipeline, worker) =
+        start(settings, EnrichConfig::default(), Box::new(sink), metrics).unwrap();
+
+    // A is spooled and answered; the worker then seals it and blocks in the sink.
+    assert!(accepted(&pipeline.submit(submission(0)).await));
+    // B takes the queue's only slot (and all of its byte budget).
+    let p = pipeline.clone();
+    let b = tokio::spawn(async move { p.submit(submission(1)).await });
+    let mut waited = 0;
+    while pipeline.shared.metrics.queue_depth.get() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        waited += 1;
+        assert!(waited < 1000, "B never reached the queue");
+    }
+    // C: the queue is full, or the memory limit is reached: a retryable refusal.
+    // (With room for two, B is alone in the queue: only the byte budget refuses C.)
+    match pipeline.submit(submission(2)).await {
+        Err(Refusal::Busy {
+            retry_after_secs,
+            reason,
+        }) => {
+            assert_eq!(retry_after_secs, 1);
+            assert!(reason.contains(expected), "{reason}");
+        }
+        other => panic!("expected a retryable refusal, got {other:?}"),
+    }
+    // The sink moves again: B is answered, and C's retry succeeds.
+    for _ in 0..10 {
+        release.send(()).unwrap();
+    }
+    assert!(accepted(&b.await.unwrap()));
+    assert!(accepted(&pipeline.submit(submission(2)).await));
+    drop(pipeline);
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..10 {
+            let _ = release.send(());
+        }
+        worker.join().unwrap()
+    })
+    .await
+    .unwrap();
+    let mut ids: Vec<String> = written
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.request_id.clone().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["req_gate_0", "req_gate_1", "req_gate_2"]);
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "cw-pipeline-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
