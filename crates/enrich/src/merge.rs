@@ -24,6 +24,14 @@ use crate::observation::{EvidenceKind, Observation, Ttft};
 /// granularity and export timing).
 const TWIN_SLACK_NS: u64 = 10_000_000;
 
+/// Longest an instrumentation span may start before the SDK span it wraps
+/// (the instrumentation's own work before calling the SDK).
+const MAX_TWIN_LEAD_NS: u64 = 1_000_000_000;
+
+/// Instrumentation spans examined per SDK span when looking for its twin:
+/// bounds the work on hostile or pathological input.
+const MAX_TWIN_CANDIDATES: usize = 64;
+
 /// Longest wait between a failed HTTP attempt and its retry (the SDKs back off
 /// for seconds; Claude Code honours retry-after up to about a minute).
 const MAX_RETRY_GAP_NS: u64 = 120_000_000_000;
@@ -250,40 +258,60 @@ fn join_twins(obs: &[Observation], g: &mut Groups<'_>) {
     if sdk_only.is_empty() || instr_only.is_empty() {
         return;
     }
-    sdk_only.sort_by_key(|&i| obs[i].start_unix_nano);
-    instr_only.sort_by_key(|&i| obs[i].start_unix_nano);
     let family = |o: &Observation| {
         o.request_model
             .as_deref()
             .and_then(crate::model_id::normalize)
             .map(|m| m.family)
     };
-    let mut used = vec![false; instr_only.len()];
+    // Candidates by (service, model family), each bucket sorted by start, so
+    // an SDK span looks only at instrumentation spans that started just
+    // before it: never every pair (the stream's window can hold 100k spans).
+    let mut buckets: HashMap<(Option<&str>, Option<String>), Vec<usize>> = HashMap::default();
+    for &c in &instr_only {
+        let co = &obs[c];
+        buckets
+            .entry((co.service.as_deref(), family(co)))
+            .or_default()
+            .push(c);
+    }
+    for b in buckets.values_mut() {
+        b.sort_by_key(|&i| (obs[i].start_unix_nano, i));
+    }
+    sdk_only.sort_by_key(|&i| (obs[i].start_unix_nano, i));
+    let mut used: rustc_hash::FxHashSet<usize> = rustc_hash::FxHashSet::default();
     for &s in &sdk_only {
         let so = &obs[s];
-        let s_family = family(so);
+        let Some(bucket) = buckets.get(&(so.service.as_deref(), family(so))) else {
+            continue;
+        };
+        // Candidates start in [so.start - MAX_TWIN_LEAD_NS, so.start + slack];
+        // walk them from the latest start backwards (closest first).
+        let hi = bucket.partition_point(|&c| {
+            obs[c].start_unix_nano <= so.start_unix_nano.saturating_add(TWIN_SLACK_NS)
+        });
+        let lo_start = so.start_unix_nano.saturating_sub(MAX_TWIN_LEAD_NS);
         let mut best: Option<(u64, usize)> = None;
-        for (k, &c) in instr_only.iter().enumerate() {
+        for &c in bucket[..hi].iter().rev().take(MAX_TWIN_CANDIDATES) {
             let co = &obs[c];
-            if used[k]
-                || co.service != so.service
-                || co.trace_id == so.trace_id && co.trace_id.is_some()
-            {
+            if co.start_unix_nano < lo_start {
+                break;
+            }
+            if used.contains(&c) || co.trace_id == so.trace_id && co.trace_id.is_some() {
                 continue;
             }
-            let inside = co.start_unix_nano <= so.start_unix_nano.saturating_add(TWIN_SLACK_NS)
-                && so.end_unix_nano <= co.end_unix_nano.saturating_add(TWIN_SLACK_NS);
-            if !inside || family(co) != s_family {
+            let inside = so.end_unix_nano <= co.end_unix_nano.saturating_add(TWIN_SLACK_NS);
+            if !inside {
                 continue;
             }
             let gap = so.start_unix_nano.abs_diff(co.start_unix_nano);
             if best.is_none_or(|(b, _)| gap < b) {
-                best = Some((gap, k));
+                best = Some((gap, c));
             }
         }
-        if let Some((_, k)) = best {
-            if g.union(instr_only[k], s) {
-                used[k] = true;
+        if let Some((_, c)) = best {
+            if g.union(c, s) {
+                used.insert(c);
             }
         }
     }
@@ -485,4 +513,59 @@ pub fn hex_id(bytes: &[u8]) -> String {
     std::str::from_utf8(&buf[..2 * n])
         .map(str::to_owned)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::{Convention, EvidenceKind};
+
+    fn span(kind: EvidenceKind, trace: u128, start: u64, end: u64) -> Observation {
+        Observation {
+            kind: Some(kind),
+            convention: Some(Convention::OpenLlmetry),
+            trace_id: Some(trace.to_be_bytes()),
+            span_id: Some((trace as u64).to_be_bytes()),
+            service: Some("svc".into()),
+            request_model: Some("claude-sonnet-4-5".into()),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn many_unlinked_twins_pair_one_to_one_by_time() {
+        // 20,000 calls, each an instrumentation span in one trace and the SDK
+        // span inside it in another, 1 ms apart and overlapping their
+        // neighbours: every SDK span must pair with its own wrapper.
+        let n: u64 = 20_000;
+        let mut obs = Vec::new();
+        for i in 0..n {
+            let t0 = 1_000_000_000_000 + i * 1_000_000;
+            obs.push(span(
+                EvidenceKind::InstrumentationSpan,
+                u128::from(i) * 2 + 1,
+                t0,
+                t0 + 50_000_000,
+            ));
+            obs.push(span(
+                EvidenceKind::SdkSpan,
+                u128::from(i) * 2 + 2,
+                t0 + 200_000,
+                t0 + 49_000_000,
+            ));
+        }
+        let g = group(&obs);
+        assert_eq!(g.len() as u64, n);
+        for members in g.iter() {
+            assert_eq!(members.len(), 2);
+            let (a, b) = (&obs[members[0]], &obs[members[1]]);
+            assert_eq!(
+                a.start_unix_nano + 200_000,
+                b.start_unix_nano,
+                "paired with its own wrapper"
+            );
+        }
+    }
 }
