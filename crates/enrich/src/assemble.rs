@@ -83,6 +83,7 @@ fn read_phase(
     let family = normalized.as_ref().map(|n| n.family.as_str());
     let (cost_usd, unpriced) = cost(
         c.outcome,
+        c.http_status.is_some_and(|s| s >= 400),
         family,
         has_model,
         &usage,
@@ -140,8 +141,9 @@ fn read_phase(
         source: m.source(),
         attributes: Default::default(),
     };
-    if r.outcome.is_error() && r.outcome != Outcome::StreamError {
-        // An HTTP error reports no usage: the API bills nothing.
+    if r.http_status.is_some_and(|s| s >= 400) {
+        // An HTTP error reports no usage: the API bills nothing. (Without an
+        // HTTP answer, a timeout or a lost connection, the usage is unknown.)
         for t in [
             &mut r.input_tokens,
             &mut r.cache_read_tokens,
@@ -159,8 +161,10 @@ fn read_phase(
 /// Cost rules: HTTP errors cost nothing; successes and failed streams pay
 /// for what they used; an unknown model is unpriced; an unknown billable
 /// count makes the cost unknown (never a made-up 0).
+#[allow(clippy::too_many_arguments)]
 fn cost(
     outcome: Outcome,
+    http_error: bool,
     family: Option<&str>,
     has_model: bool,
     usage: &Usage,
@@ -168,14 +172,12 @@ fn cost(
     batch: bool,
     prices: &PriceTable,
 ) -> (Option<Decimal>, bool) {
-    let billable = matches!(
-        outcome,
-        Outcome::Success | Outcome::StreamError | Outcome::Unknown
-    );
-    if !billable {
+    if http_error {
         return (Some(Decimal::ZERO), false);
     }
-    if outcome == Outcome::Unknown && !usage.any() {
+    if outcome != Outcome::Success && !usage.any() {
+        // No HTTP answer (timeout, lost connection) or an unknown end, and no
+        // usage: whether the API billed is unknown.
         return (None, false);
     }
     let Some(family) = family else {
@@ -201,4 +203,48 @@ fn cost(
 /// Milliseconds to microsecond precision.
 fn round_ms(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::observation::{Convention, EvidenceKind, Observation};
+    use crate::{records_of, EnrichConfig};
+    use claudewatch_model::Outcome;
+
+    fn failed_sdk_span(exception: &str, status: Option<u16>) -> Observation {
+        Observation {
+            kind: Some(EvidenceKind::SdkSpan),
+            convention: Some(Convention::AnthropicSdk),
+            request_model: Some("claude-sonnet-4-5".into()),
+            exception_type: Some(exception.into()),
+            http_status: status,
+            failed: true,
+            start_unix_nano: 1_795_393_612_000_000_000,
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn without_an_http_answer_tokens_and_cost_are_unknown_not_zero() {
+        for (exception, outcome) in [
+            ("APITimeoutError", Outcome::Timeout),
+            ("APIConnectionError", Outcome::ConnectionError),
+        ] {
+            let mut obs = vec![failed_sdk_span(exception, None)];
+            let r = records_of(&mut obs, &EnrichConfig::default()).remove(0);
+            assert_eq!(r.outcome, outcome);
+            assert_eq!(r.input_tokens, None, "{exception}");
+            assert_eq!(r.output_tokens, None, "{exception}");
+            assert_eq!(r.cost_usd, None, "{exception}");
+        }
+    }
+
+    #[test]
+    fn an_http_error_bills_nothing() {
+        let mut obs = vec![failed_sdk_span("RateLimitError", Some(429))];
+        let r = records_of(&mut obs, &EnrichConfig::default()).remove(0);
+        assert_eq!(r.outcome, Outcome::RateLimited);
+        assert_eq!((r.input_tokens, r.output_tokens), (Some(0), Some(0)));
+        assert_eq!(r.cost_usd, Some(rust_decimal::Decimal::ZERO));
+    }
 }

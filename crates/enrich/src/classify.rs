@@ -43,7 +43,12 @@ pub struct Classification {
 pub fn classify(ev: &ErrorEvidence<'_>) -> Classification {
     let parsed = ev.message.map(parse_error_text).unwrap_or_default();
     let class = ev.exception_type.map(short_class_name);
-    let class_info = class.and_then(class_status);
+    // An exception class only speaks for a status it agrees with: an explicit
+    // 529 stays a 529 whatever class a wrapper raised.
+    let explicit_status = ev.http_status.or(parsed.status);
+    let class_info = class
+        .and_then(class_status)
+        .filter(|c| explicit_status.is_none() || c.status.is_none() || c.status == explicit_status);
 
     let error_type: Option<String> = ev
         .api_error_type
@@ -67,14 +72,15 @@ pub fn classify(ev: &ErrorEvidence<'_>) -> Classification {
 
     let failed = ev.failed || error_type.is_some() || status.is_some_and(|s| s >= 400);
     let outcome = match status {
-        Some(s) if (200..300).contains(&s) => {
-            if failed {
-                // A 2xx that then failed: the stream died mid-way.
-                Outcome::StreamError
-            } else {
-                Outcome::Success
-            }
-        }
+        Some(s) if (200..300).contains(&s) => match (failed, ev.stream) {
+            (false, _) => Outcome::Success,
+            // A non-streamed 2xx arrives whole: a failure flag without an
+            // error type is the caller's own code failing after the call.
+            (true, Some(false)) if error_type.is_none() => Outcome::Success,
+            (true, Some(false)) => Outcome::Unknown,
+            // A 2xx stream that then failed: it died mid-way.
+            (true, _) => Outcome::StreamError,
+        },
         Some(s) => outcome_for_status(s),
         None => match class_info.and_then(|c| c.network) {
             Some(o) => o,
@@ -420,6 +426,36 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(c.outcome, Outcome::Unknown);
+    }
+
+    #[test]
+    fn a_failed_non_streamed_200_is_not_a_stream_error() {
+        let ev = |error: Option<&'static str>| ErrorEvidence {
+            http_status: Some(200),
+            failed: true,
+            stream: Some(false),
+            api_error_type: error,
+            ..ErrorEvidence::default()
+        };
+        assert_eq!(classify(&ev(None)).outcome, Outcome::Success);
+        assert_eq!(
+            classify(&ev(Some("overloaded_error"))).outcome,
+            Outcome::Unknown
+        );
+    }
+
+    #[test]
+    fn an_exception_class_never_overrides_an_explicit_status() {
+        let c = classify(&ErrorEvidence {
+            http_status: Some(529),
+            exception_type: Some("anthropic.RateLimitError"),
+            failed: true,
+            ..ErrorEvidence::default()
+        });
+        assert_eq!(c.outcome, Outcome::Overloaded);
+        assert_eq!(c.error_type.as_deref(), Some("overloaded_error"));
+        assert!(c.overload);
+        assert_eq!(c.limit_kind, None);
     }
 
     #[test]
