@@ -6,8 +6,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clickhouse;
 mod jsonl;
 
+pub use clickhouse::{ClickHouseConfig, ClickHouseSink};
 pub use jsonl::{JsonLinesSink, JsonLinesTarget};
 
 use claudewatch_model::CallRecord;
@@ -24,6 +26,20 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    /// The sink holds as much unconfirmed data as it may (its destination is
+    /// down or slow): retry later; the caller keeps the records.
+    #[error(
+        "sink backlog full: {bytes} bytes held, limit {limit} (the destination is down or behind)"
+    )]
+    Backlogged {
+        /// Bytes held.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The sink's own journal failed.
+    #[error("sink journal: {0}")]
+    Journal(String),
 }
 
 /// A destination for call records.
@@ -43,6 +59,22 @@ pub trait Sink: Send {
     /// replaying the spool, which writes those records again). Sinks without
     /// positions keep everything: their delivery after a crash is at least once.
     fn rollback(&mut self, position: u64) -> Result<(), SinkError> {
+        let _ = position;
+        Ok(())
+    }
+    /// Called once at start, before anything is written, with the position
+    /// the spool's checkpoint recorded (`None` when it recorded none). The
+    /// default cuts back to it ([`Sink::rollback`]).
+    fn recover(&mut self, checkpoint_position: Option<u64>) -> Result<(), SinkError> {
+        match checkpoint_position {
+            Some(p) => self.rollback(p),
+            None => Ok(()),
+        }
+    }
+    /// Called after a spool checkpoint recording `position` is durable: what
+    /// was flushed up to it will never be replayed, so a sink that stages
+    /// data (the ClickHouse journal) may publish it. The default does nothing.
+    fn committed(&mut self, position: Option<u64>) -> Result<(), SinkError> {
         let _ = position;
         Ok(())
     }

@@ -112,10 +112,8 @@ pub fn start(
     metrics
         .spool_corrupt_segments
         .inc_by(report.corrupt_segments);
-    if let Some(position) = report.checkpoint.sink_position {
-        sink.rollback(position)
-            .context("cutting the sink back to the spool checkpoint")?;
-    }
+    sink.recover(report.checkpoint.sink_position)
+        .context("cutting the sink back to the spool checkpoint")?;
     let (tx, rx) = mpsc::sync_channel(settings.queue_capacity);
     let shared = Arc::new(Shared {
         metrics,

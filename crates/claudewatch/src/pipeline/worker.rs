@@ -385,12 +385,19 @@ impl Worker {
                 if self.sink_retry.take().is_some() {
                     tracing::info!(records, "the sink recovered: backlog stored");
                 }
-                let checkpoint = self
-                    .progress
-                    .checkpoint(self.spool.next_seq(), self.sink.position());
-                if let Err(e) = self.spool.commit(checkpoint) {
-                    metrics.spool_errors.inc();
-                    tracing::error!(error = %e, "cannot write the spool checkpoint: a restart will replay more (no loss, no duplicate)");
+                let position = self.sink.position();
+                let checkpoint = self.progress.checkpoint(self.spool.next_seq(), position);
+                match self.spool.commit(checkpoint) {
+                    // Durable: a restart will not replay what the sink holds up to `position`.
+                    Ok(()) => {
+                        if let Err(e) = self.sink.committed(position) {
+                            tracing::error!(sink = self.sink.name(), error = %e, "the sink cannot record the checkpoint: it publishes its data at the next one");
+                        }
+                    }
+                    Err(e) => {
+                        metrics.spool_errors.inc();
+                        tracing::error!(error = %e, "cannot write the spool checkpoint: a restart will replay more (no loss, no duplicate)");
+                    }
                 }
                 metrics.spool_bytes.set(self.spool.bytes() as i64);
                 metrics
