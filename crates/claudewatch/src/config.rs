@@ -88,11 +88,114 @@ pub struct AuthConfig {
 }
 
 /// Where records go.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SinkConfig {
+    /// `jsonl` or `clickhouse`.
+    pub kind: String,
     /// The JSON-lines sink.
     pub jsonl: JsonlConfig,
+    /// The ClickHouse sink.
+    pub clickhouse: ClickHouseSection,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            kind: "jsonl".into(),
+            jsonl: JsonlConfig::default(),
+            clickhouse: ClickHouseSection::default(),
+        }
+    }
+}
+
+/// The ClickHouse sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseSection {
+    /// HTTP(S) URL of the server; `https://` for TLS.
+    pub url: String,
+    /// Database holding `llm_calls` and its rollups.
+    pub database: String,
+    /// User.
+    pub user: String,
+    /// Password (empty: none).
+    pub password: String,
+    /// Apply the schema migrations at start (`claudewatch migrate` does the same).
+    pub migrate_on_start: bool,
+    /// Days `llm_calls` keeps a row (0: forever); applied by the migrations.
+    pub ttl_days: u32,
+    /// Rows per insert at most.
+    pub batch_rows: usize,
+    /// Bytes of row data per insert at most.
+    pub batch_bytes: usize,
+    /// A smaller batch is inserted once its oldest rows waited this long.
+    pub batch_age_ms: u64,
+    /// Batches inserted at the same time.
+    pub max_in_flight: usize,
+    /// The sink's journal (encoded batches until ClickHouse confirms them).
+    pub journal_dir: PathBuf,
+    /// Bytes the journal may hold; beyond, new data is refused (503).
+    pub max_journal_bytes: u64,
+    /// JSON-lines file receiving the records ClickHouse refuses, with the reason.
+    pub dead_letter_path: PathBuf,
+    /// Timeout of one insert, in milliseconds.
+    pub insert_timeout_ms: u64,
+    /// First retry delay in milliseconds (doubled per failure, full jitter).
+    pub retry_initial_ms: u64,
+    /// Longest retry delay in milliseconds.
+    pub retry_max_ms: u64,
+    /// At shutdown, milliseconds spent inserting what is journaled.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ClickHouseSection {
+    fn default() -> Self {
+        let d = claudewatch_sink::ClickHouseConfig::default();
+        ClickHouseSection {
+            url: d.url,
+            database: d.database,
+            user: d.user,
+            password: d.password,
+            migrate_on_start: true,
+            ttl_days: 90,
+            batch_rows: d.batch_rows,
+            batch_bytes: d.batch_bytes,
+            batch_age_ms: d.batch_age.as_millis() as u64,
+            max_in_flight: d.max_in_flight,
+            journal_dir: d.journal_dir,
+            max_journal_bytes: d.max_journal_bytes,
+            dead_letter_path: d.dead_letter_path,
+            insert_timeout_ms: d.insert_timeout.as_millis() as u64,
+            retry_initial_ms: d.retry_initial.as_millis() as u64,
+            retry_max_ms: d.retry_max.as_millis() as u64,
+            drain_timeout_ms: d.drain_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl ClickHouseSection {
+    /// The sink's settings.
+    pub fn sink_config(&self) -> claudewatch_sink::ClickHouseConfig {
+        use std::time::Duration;
+        claudewatch_sink::ClickHouseConfig {
+            url: self.url.clone(),
+            database: self.database.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            batch_rows: self.batch_rows,
+            batch_bytes: self.batch_bytes,
+            batch_age: Duration::from_millis(self.batch_age_ms),
+            journal_dir: self.journal_dir.clone(),
+            max_journal_bytes: self.max_journal_bytes,
+            dead_letter_path: self.dead_letter_path.clone(),
+            max_in_flight: self.max_in_flight,
+            insert_timeout: Duration::from_millis(self.insert_timeout_ms),
+            retry_initial: Duration::from_millis(self.retry_initial_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms),
+            drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+        }
+    }
 }
 
 /// The JSON-lines sink.
@@ -247,6 +350,12 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config
         anyhow::bail!(
             "invalid configuration: log.format must be \"text\" or \"json\", not {:?}",
             config.log.format
+        );
+    }
+    if !matches!(config.sink.kind.as_str(), "jsonl" | "clickhouse") {
+        anyhow::bail!(
+            "invalid configuration: sink.kind must be \"jsonl\" or \"clickhouse\", not {:?}",
+            config.sink.kind
         );
     }
     if config.pipeline.queue_capacity == 0 || config.pipeline.max_batch_requests == 0 {

@@ -30,6 +30,8 @@ enum Command {
     Enrich(cmd::enrich::EnrichArgs),
     /// Receive OTLP over HTTP and write call records to the sink (see --help).
     Serve(cmd::serve::ServeArgs),
+    /// Create or upgrade the ClickHouse schema (idempotent; see --help).
+    Migrate(cmd::migrate::MigrateArgs),
     /// Print the built-in price table (TOML), a starting point for --prices.
     Prices,
     /// Send realistic OTLP traffic about Claude calls and count what was acknowledged (see --help).
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Enrich(args) => cmd::enrich::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Loadgen(args) => cmd::loadgen::run(args),
+        Command::Migrate(args) => cmd::migrate::run(args),
         Command::Prices => {
             print!("{}", claudewatch_enrich::pricing::DEFAULT_PRICES_TOML);
             Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 
 pub mod enrich;
 pub mod loadgen;
+pub mod migrate;
 pub mod serve;
 
 use anyhow::Context;

@@ -12,7 +12,6 @@ use axum::routing::get;
 use axum::Router;
 use claudewatch_enrich::{AttributeLimits, EnrichConfig, WindowLimits};
 use claudewatch_ingest::{GrpcSettings, HttpSettings};
-use claudewatch_sink::{JsonLinesSink, JsonLinesTarget};
 use claudewatch_spool::SpoolConfig;
 use prometheus_client::registry::Registry;
 
@@ -142,11 +141,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new(&mut registry);
     let registry = Arc::new(registry);
 
-    let sink = JsonLinesSink::open(
-        JsonLinesTarget::parse(&config.sink.jsonl.path),
-        config.sink.jsonl.fsync,
-    )
-    .context("opening the JSON-lines sink")?;
+    let sink = super::migrate::open_sink(&config).await?;
     let (pipeline, worker) = pipeline::start(
         PipelineSettings {
             queue_capacity: config.pipeline.queue_capacity,
@@ -175,7 +170,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 max_value_bytes: config.enrich.max_attribute_value_bytes,
             },
         },
-        Box::new(sink),
+        sink,
         metrics.clone(),
     )
     .context("starting the pipeline worker")?;
@@ -235,7 +230,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         listen = %addr(&listener),
         grpc_listen = %addr(&grpc_listener),
-        sink = %config.sink.jsonl.path,
+        sink = %config.sink.kind,
         spool = %config.spool.dir.display(),
         merge_window_ms = config.pipeline.merge_window_ms,
         "claudewatch serving OTLP/HTTP on /v1/traces, /v1/logs, /v1/metrics, OTLP/gRPC, /metrics, /healthz, /readyz"
