@@ -1,0 +1,302 @@
+//! `claudewatch serve` with the ClickHouse sink as a real process, against the
+//! local ClickHouse (`deploy/local`): kill -9 under load (inserts in flight,
+//! records journaled but not confirmed, requests spooled but not sealed),
+//! restart, and every acknowledged call is in `llm_calls` exactly once, the
+//! rollups agreeing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+#[path = "../../sink/tests/common/mod.rs"]
+mod ch;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use claudewatch_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+use claudewatch_otlp::proto::common::v1::{
+    any_value::Value as V, AnyValue, InstrumentationScope, KeyValue,
+};
+use claudewatch_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+const SPANS: u64 = 20;
+
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Serve {
+    fn launch(dir: &Path, clickhouse: &str) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_claudewatch"))
+            .args([
+                "serve",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--merge-window-ms", "600"])
+            .arg("--spool-dir")
+            .arg(dir.join("spool"))
+            .env("CLAUDEWATCH_SINK__KIND", "clickhouse")
+            .env("CLAUDEWATCH_SINK__CLICKHOUSE__URL", clickhouse)
+            .env("CLAUDEWATCH_SINK__CLICKHOUSE__DATABASE", "cw")
+            .env("CLAUDEWATCH_SINK__CLICKHOUSE__TTL_DAYS", "0")
+            .env("CLAUDEWATCH_SINK__CLICKHOUSE__BATCH_AGE_MS", "200")
+            .env("CLAUDEWATCH_SINK__CLICKHOUSE__BATCH_ROWS", "1000")
+            .env(
+                "CLAUDEWATCH_SINK__CLICKHOUSE__JOURNAL_DIR",
+                dir.join("journal"),
+            )
+            .env(
+                "CLAUDEWATCH_SINK__CLICKHOUSE__DEAD_LETTER_PATH",
+                dir.join("dead.jsonl"),
+            )
+            .env("CLAUDEWATCH_SINK__CLICKHOUSE__DRAIN_TIMEOUT_MS", "20000")
+            .env("CLAUDEWATCH_SERVER__SHUTDOWN_TIMEOUT_SECS", "40")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start serve");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        let base = loop {
+            assert!(Instant::now() < deadline, "serve did not start");
+            let Some(line) = lines.next() else {
+                panic!("serve exited early:\n{}", seen.join("\n"));
+            };
+            let line = line.unwrap();
+            seen.push(line.clone());
+            if let Some(pos) = line.find(" listen=") {
+                let addr: String = line[pos + 8..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                let addr = addr
+                    .trim_matches(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                    .to_owned();
+                break format!("http://{addr}");
+            }
+        };
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains("WARN") || line.contains("ERROR") {
+                    eprintln!("[serve] {line}");
+                }
+            }
+        });
+        Serve { child, base }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn stop(mut self) -> i32 {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn post(base: &str, body: &[u8]) -> u16 {
+    match agent()
+        .post(format!("{base}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .send(body)
+    {
+        Ok(resp) => resp.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// A query's TabSeparated answer.
+fn query(url: &str, sql: &str) -> String {
+    let mut resp = agent().post(url).send(sql).unwrap();
+    let text = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{sql}: {text}");
+    text
+}
+
+fn unique_batch(batch: u64, spans: u64) -> Vec<u8> {
+    let kv = |k: &str, v: V| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        key_strindex: 0,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let spans = (0..spans)
+        .map(|i| {
+            let id = batch * 1_000_000 + i + 1;
+            Span {
+                trace_id: u128::from(id).to_be_bytes().to_vec(),
+                span_id: id.to_be_bytes().to_vec(),
+                name: "anthropic.messages.create".into(),
+                start_time_unix_nano: now,
+                end_time_unix_nano: now + 40_000_000,
+                attributes: vec![
+                    kv(
+                        "gen_ai.request.model",
+                        V::StringValue("claude-haiku-4-5".into()),
+                    ),
+                    kv("http.response.status_code", V::IntValue(200)),
+                    kv(
+                        "anthropic.request.id",
+                        V::StringValue(format!("req_load_{id}")),
+                    ),
+                    kv("gen_ai.usage.input_tokens", V::IntValue(10)),
+                    kv("gen_ai.usage.output_tokens", V::IntValue(2)),
+                ],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: None,
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "com.anthropic.sdk.python".into(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// Posts unique batches from 3 threads until the server goes away.
+fn load_until_gone(base: &str) -> Vec<std::thread::JoinHandle<Vec<u64>>> {
+    let next = Arc::new(AtomicU64::new(0));
+    (0..3)
+        .map(|_| {
+            let (base, next) = (base.to_owned(), next.clone());
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut failures = 0;
+                for _ in 0..5000 {
+                    let batch = next.fetch_add(1, Ordering::Relaxed);
+                    match post(&base, &unique_batch(batch, SPANS)) {
+                        200 => acked.push(batch),
+                        0 => {
+                            failures += 1;
+                            if failures > 3 {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        _ => {}
+                    }
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_between_insert_and_acknowledgement_then_restart_stores_every_call_once() {
+    let dir = tempfile_dir();
+    let server = ch::LocalClickHouse::start(&dir.join("ch"), 0);
+    let serve = Serve::launch(&dir, &server.url);
+    let threads = load_until_gone(&serve.base);
+    std::thread::sleep(Duration::from_millis(2500));
+    serve.kill();
+    let acked: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 10,
+        "the load ran ({} acknowledged)",
+        acked.len()
+    );
+    let before: u64 = query(&server.url, "SELECT count() FROM cw.llm_calls")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        before < acked.len() as u64 * SPANS,
+        "the kill came before everything was stored ({before} rows), so the replay is tested"
+    );
+
+    let serve = Serve::launch(&dir, &server.url);
+    assert_eq!(serve.stop(), 0);
+    let ids = query(
+        &server.url,
+        "SELECT request_id FROM cw.llm_calls ORDER BY request_id",
+    );
+    let mut ids: Vec<&str> = ids.lines().collect();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no call stored twice");
+    for batch in &acked {
+        for i in 0..SPANS {
+            let id = format!("req_load_{}", batch * 1_000_000 + i + 1);
+            assert!(
+                ids.binary_search(&id.as_str()).is_ok(),
+                "acknowledged call {id} is missing"
+            );
+        }
+    }
+    let hourly: u64 = query(&server.url, "SELECT sum(calls) FROM cw.llm_calls_hourly")
+        .trim()
+        .parse()
+        .unwrap();
+    let daily: u64 = query(
+        &server.url,
+        "SELECT sum(requests) FROM cw.llm_requests_daily",
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(
+        (hourly, daily),
+        (total as u64, total as u64),
+        "rollups count each call once"
+    );
+    eprintln!(
+        "{} acknowledged requests, {before} rows before the restart, {total} after",
+        acked.len()
+    );
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cw-serve-ch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
