@@ -438,3 +438,41 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
 }
+
+/// End-to-end rate of the sink into the local server: `cargo test --release
+/// -p claudewatch-sink --test clickhouse_sink -- --ignored --nocapture rate`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn rate_of_the_sink_into_the_local_server() {
+    let data = tempfile::tempdir().unwrap();
+    let server = LocalClickHouse::start(&data.path().join("ch"), 0);
+    let rt = runtime();
+    rt.block_on(schema::migrate(
+        &Client::default().with_url(&server.url),
+        DB,
+        0,
+    ))
+    .unwrap();
+    let config = config(&server, data.path());
+    let batches: Vec<Vec<CallRecord>> = (0..20).map(|b| common::synthetic(b, 25_000)).collect();
+    let mut sink = ClickHouseSink::open(&config).unwrap();
+    sink.recover(None).unwrap();
+    let started = std::time::Instant::now();
+    for b in &batches {
+        store(&mut sink, b);
+    }
+    let journaled = started.elapsed();
+    assert!(sink.wait_idle(Duration::from_secs(300)));
+    let elapsed = started.elapsed();
+    let rows = 500_000.0;
+    eprintln!(
+        "journaled {rows} rows in {:.2} s ({:.0} rows/s); stored in ClickHouse after {:.2} s ({:.0} rows/s)",
+        journaled.as_secs_f64(),
+        rows / journaled.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        rows / elapsed.as_secs_f64()
+    );
+    rt.block_on(assert_rollups_match(&config.client(), 500_000));
+    drop(sink);
+    server.stop();
+}
