@@ -32,6 +32,10 @@ struct Serve {
 
 impl Serve {
     fn launch(dir: &Path, clickhouse: &str) -> Serve {
+        Serve::launch_with(dir, clickhouse, &[])
+    }
+
+    fn launch_with(dir: &Path, clickhouse: &str, env: &[(&str, &str)]) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_claudewatch"))
             .args([
                 "serve",
@@ -59,6 +63,7 @@ impl Serve {
             )
             .env("CLAUDEWATCH_SINK__CLICKHOUSE__DRAIN_TIMEOUT_MS", "20000")
             .env("CLAUDEWATCH_SERVER__SHUTDOWN_TIMEOUT_SECS", "40")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start serve");
@@ -294,8 +299,86 @@ fn kill_9_between_insert_and_acknowledgement_then_restart_stores_every_call_once
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn clickhouse_down_fills_the_journal_then_clients_get_503_and_nothing_is_dropped() {
+    let dir = tempfile_dir_named("down");
+    // Nothing listens on port 9: ClickHouse is down from the start.
+    let serve = Serve::launch_with(
+        &dir,
+        "http://127.0.0.1:9",
+        &[
+            ("CLAUDEWATCH_SINK__CLICKHOUSE__MAX_JOURNAL_BYTES", "100000"),
+            ("CLAUDEWATCH_PIPELINE__MAX_UNSTORED_RECORDS", "500"),
+            ("CLAUDEWATCH_SINK__CLICKHOUSE__DRAIN_TIMEOUT_MS", "100"),
+            ("CLAUDEWATCH_SERVER__SHUTDOWN_TIMEOUT_SECS", "3"),
+        ],
+    );
+    let mut acked = 0u64;
+    let mut refused = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut batch = 0;
+    while refused == 0 && Instant::now() < deadline {
+        match post(&serve.base, &unique_batch(batch, SPANS)) {
+            200 => acked += 1,
+            503 => refused += 1,
+            other => panic!("unexpected answer {other}"),
+        }
+        batch += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        refused > 0,
+        "ClickHouse down: the backlog reached the clients as 503"
+    );
+    assert!(
+        acked * SPANS > 500,
+        "the journal and the backlog filled first ({acked} accepted)"
+    );
+    drop(serve);
+    // Everything acknowledged is in the spool or the journal: started against a
+    // live server, it all lands.
+    let server = ch::LocalClickHouse::start(&dir.join("ch"), 0);
+    let serve = Serve::launch(&dir, &server.url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stored = 0;
+    while Instant::now() < deadline {
+        stored = query(&server.url, "SELECT count() FROM cw.llm_calls")
+            .trim()
+            .parse()
+            .unwrap();
+        if stored >= acked * SPANS {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(serve.stop(), 0);
+    let distinct: u64 = query(
+        &server.url,
+        "SELECT uniqExact(request_id) FROM cw.llm_calls",
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let total: u64 = query(&server.url, "SELECT count() FROM cw.llm_calls")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        stored >= acked * SPANS,
+        "{stored} stored of {} acknowledged",
+        acked * SPANS
+    );
+    assert_eq!(distinct, total, "nothing stored twice");
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn tempfile_dir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("cw-serve-ch-{}", std::process::id()));
+    tempfile_dir_named("kill9")
+}
+
+fn tempfile_dir_named(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cw-serve-ch-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -105,13 +105,43 @@ pub async fn open_sink(config: &Config) -> anyhow::Result<Box<dyn Sink>> {
         "clickhouse" => {
             let section = &config.sink.clickhouse;
             if section.migrate_on_start {
-                let report = migrate(section).await?;
-                tracing::info!(
-                    database = %section.database,
-                    from = report.from,
-                    to = report.to,
-                    "ClickHouse schema current"
-                );
+                let client = section.sink_config().client_on("default");
+                match schema::migrate(&client, &section.database, section.ttl_days).await {
+                    Ok(report) => tracing::info!(
+                        database = %section.database,
+                        from = report.from,
+                        to = report.to,
+                        "ClickHouse schema current"
+                    ),
+                    // Unreachable or failing server: serve anyway (records wait in
+                    // the spool and the journal) and keep trying in the background.
+                    Err(schema::SchemaError::ClickHouse { what, source }) => {
+                        tracing::warn!(error = %source, what, "cannot migrate the ClickHouse schema now: serving anyway, retrying every 5 s");
+                        let (client, database, ttl) =
+                            (client.clone(), section.database.clone(), section.ttl_days);
+                        tokio::spawn(async move {
+                            loop {
+                                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                                match schema::migrate(&client, &database, ttl).await {
+                                    Ok(_) => {
+                                        tracing::info!(database, "ClickHouse schema migrated");
+                                        break;
+                                    }
+                                    Err(schema::SchemaError::ClickHouse { .. }) => {}
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "ClickHouse schema refused: records stay journaled");
+                                        break;
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("migrating the ClickHouse schema at {}", section.url)
+                        })
+                    }
+                }
             }
             let sink = ClickHouseSink::open(&section.sink_config())
                 .context("opening the ClickHouse sink's journal")?;
