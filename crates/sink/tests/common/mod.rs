@@ -91,7 +91,11 @@ impl LocalClickHouse {
                     let _ = child.wait();
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                Err(_) => panic!("chserver did not start"),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("chserver did not start");
+                }
             }
         }
     }
