@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 CARGO  ?= cargo
 export CLAUDEWATCH_SHARED := $(SHARED)
 
-.PHONY: all build run test test-realclients lint bench bench-instructions fuzz clean
+.PHONY: all build run test test-realclients bench-serve lint bench bench-instructions fuzz clean
 
 all: build
 
@@ -40,6 +40,11 @@ lint:
 bench:
 	taskset -c 0 $(CARGO) bench -p claudewatch-enrich --bench pipeline
 
+## bench-serve: loadgen against serve pinned to one core, per protocol; enrich on the same payload as the ceiling.
+bench-serve:
+	$(CARGO) build --release --locked -p claudewatch
+	sh bench/serve.sh $(BENCH_SECONDS)
+
 ## bench-instructions: instructions per span (callgrind; repeatable, unlike wall time on a shared VM).
 bench-instructions:
 	$(CARGO) bench -p claudewatch-enrich --bench instructions --no-run
@@ -52,6 +57,7 @@ bench-instructions:
 
 ## fuzz: run each decoder fuzz target for FUZZ_SECONDS (needs cargo-fuzz).
 FUZZ_SECONDS ?= 60
+BENCH_SECONDS ?= 15
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in decode_protobuf decode_json enrich_any zero_copy_equivalence http_body; do \

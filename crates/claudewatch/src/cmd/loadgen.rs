@@ -100,6 +100,10 @@ pub struct LoadgenArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Send nothing: write the --count calls' request bodies to DIR as
+    /// NNNNNNNN-traces.pb (or .json), the same payload, for `claudewatch enrich`.
+    #[arg(long, value_name = "DIR", requires = "count")]
+    write_dir: Option<PathBuf>,
 }
 
 fn parse_protocol(s: &str) -> Result<Protocol, String> {
@@ -134,6 +138,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
+    if let Some(dir) = &args.write_dir {
+        return write_bodies(&args, seed, dir);
+    }
     let stop = match (args.count, args.duration) {
         (Some(n), _) => Stop::Count(n),
         (None, Some(d)) => Stop::Duration(d),
@@ -165,6 +172,31 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Writes the request bodies of `--count` calls to `dir` instead of sending them.
+fn write_bodies(args: &LoadgenArgs, seed: u64, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let calls = args.count.unwrap_or(0);
+    let (format, ext) = match args.protocol {
+        Protocol::HttpJson => (claudewatch_loadgen::encode::Format::Json, "json"),
+        _ => (claudewatch_loadgen::encode::Format::Protobuf, "pb"),
+    };
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let bodies =
+        claudewatch_loadgen::request_bodies(seed, calls, args.spans_per_request, format, base);
+    for (i, body) in bodies.iter().enumerate() {
+        let path = dir.join(format!("{i:08}-traces.{ext}"));
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "wrote {} request bodies ({calls} calls, seed {seed}) to {}",
+        bodies.len(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -1,0 +1,83 @@
+#!/bin/sh
+# The serve benchmark (not a test): `claudewatch loadgen` on core 1 against
+# `claudewatch serve` pinned to core 0 (JSON-lines sink to /dev/null, spool on
+# disk), per protocol at full speed, then at 50,000 spans/s for latency and
+# memory; `claudewatch enrich` on the same payload, pinned to core 0, is the
+# ceiling. Every case checks that serve wrote exactly the calls loadgen says
+# were acknowledged. Results: target/bench-serve/results.txt.
+#
+# Usage: bench/serve.sh [SECONDS_PER_CASE]   (make bench-serve)
+set -eu
+SECS=${1:-15}
+BIN=${BIN:-target/release/claudewatch}
+OUT=target/bench-serve
+HTTP=127.0.0.1:14318
+GRPC=127.0.0.1:14317
+rm -rf "$OUT"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.txt"
+: > "$RESULTS"
+say() { echo "$*" | tee -a "$RESULTS"; }
+
+metric() { # name -> value from serve's /metrics
+  curl -s "http://$HTTP/metrics" | awk -v m="$1" '$1 == m { print $2 }'
+}
+
+start_serve() {
+  rm -rf "$OUT/spool"
+  taskset -c 0 "$BIN" serve --http-listen "$HTTP" --grpc-listen "$GRPC" \
+    --jsonl /dev/null --no-fsync --spool-dir "$OUT/spool" --log-format json \
+    2>>"$OUT/serve.log" &
+  SERVE=$!
+  i=0
+  until curl -sf "http://$HTTP/healthz" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "serve did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
+stop_serve() {
+  kill -TERM "$SERVE"
+  wait "$SERVE" || true
+}
+
+kib() { awk -v k="$1" '/^'"$1"':/ { print $2 }' "/proc/$SERVE/status"; }
+
+json() { # file key -> value (top-level or latency_ms.key)
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); k=sys.argv[2]; print(d["latency_ms"][k[8:]] if k.startswith("latency.") else d[k])' "$1" "$2"
+}
+
+run_case() { # name, loadgen args...
+  name=$1; shift
+  start_serve
+  idle=$(kib VmRSS)
+  taskset -c 1 "$BIN" loadgen --quiet --duration "${SECS}s" --summary-json "$OUT/$name.json" "$@" \
+    2>"$OUT/$name.loadgen.log" || true
+  # Let the merge window (2 s) seal the last calls, then count what was written.
+  sleep 3
+  written=$(metric claudewatch_records_written_total)
+  peak=$(kib VmHWM)
+  stop_serve
+  acked=$(json "$OUT/$name.json" calls_acked)
+  verdict="ok"; [ "$written" = "$acked" ] || verdict="MISMATCH"
+  say "$(printf '%-26s %9.0f spans/s  p50 %6.1f ms  p99 %7.1f ms  idle RSS %4d MiB  peak RSS %4d MiB  calls acked %s written %s %s' \
+    "$name" "$(json "$OUT/$name.json" rate_spans_per_s)" "$(json "$OUT/$name.json" latency.p50)" \
+    "$(json "$OUT/$name.json" latency.p99)" $((idle / 1024)) $((peak / 1024)) "$acked" "$written" "$verdict")"
+}
+
+say "serve benchmark: serve on core 0, loadgen on core 1, ${SECS}s per case, $(date -u +%FT%TZ)"
+run_case http-protobuf --protocol http/protobuf --endpoint "http://$HTTP" --concurrency 16
+run_case grpc --protocol grpc --endpoint "http://$GRPC" --concurrency 16
+run_case http-protobuf-gzip --protocol http/protobuf --gzip --endpoint "http://$HTTP" --concurrency 16
+run_case grpc-gzip --protocol grpc --gzip --endpoint "http://$GRPC" --concurrency 16
+run_case http-protobuf-50k --protocol http/protobuf --endpoint "http://$HTTP" --rate 50000 --concurrency 16
+run_case grpc-50k --protocol grpc --endpoint "http://$GRPC" --rate 50000 --concurrency 16
+
+# The ceiling: enrich alone on the same traffic, pinned to the same core.
+"$BIN" loadgen --count 200000 --seed 7 --write-dir "$OUT/bodies" 2>/dev/null
+start=$(date +%s.%N)
+taskset -c 0 "$BIN" enrich "$OUT"/bodies/*.pb >/dev/null 2>"$OUT/enrich.log" || true
+end=$(date +%s.%N)
+spans=$(grep -oE '[0-9]+ spans' "$OUT/enrich.log" | head -1 | grep -oE '[0-9]+' || echo 0)
+say "$(python3 -c 'import sys; s,a,b=map(float,sys.argv[1:]); print("%-26s %9.0f spans/s  (%d spans in %.2f s)" % ("enrich (ceiling)", s/(b-a), s, b-a))' "$spans" "$start" "$end")"
+rm -rf "$OUT/bodies"
