@@ -141,3 +141,25 @@ class SplitInsertTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DroppedInsertErrorTest(unittest.TestCase):
+    """chdb's streaming inserter drops a violated constraint; the server must not."""
+
+    def test_a_violated_constraint_is_an_error_and_a_good_insert_is_not(self):
+        import tempfile
+
+        from chserver.engine import Engine
+
+        engine = Engine(tempfile.mkdtemp())
+        try:
+            with engine.session() as s:
+                s.query("CREATE TABLE t (a UInt32, CONSTRAINT c CHECK a < 100) ENGINE = MergeTree ORDER BY a", "TSV", {})
+                with self.assertRaises(ClickHouseError) as caught:
+                    s.insert("INSERT INTO t", "TSV", [b"5\n500\n"])
+                self.assertEqual(caught.exception.name, "VIOLATED_CONSTRAINT")
+                s.insert("INSERT INTO t", "TSV", [b"5\n7\n"])
+                rows, _ = s.query("SELECT count() FROM t", "TSV", {})
+                self.assertEqual(rows.strip(), b"2")
+        finally:
+            engine.close()

@@ -23,6 +23,14 @@ _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Streamed insert data is handed to the engine in pieces of at least this size.
 _INSERT_BATCH = 1 << 20
 
+# chdb's streaming inserter drops some engine errors (a violated constraint:
+# `finish()` reports the rows written, and nothing is stored). The engine still
+# counts them in system.errors, so inserts run one at a time and compare those
+# counters before and after: an error counted meanwhile is the insert's own.
+# (A query failing in another session during an insert would be blamed on it:
+# the client retries, which an insert_deduplication_token makes harmless.)
+_INSERT_LOCK = threading.Lock()
+
 
 def _string_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -97,25 +105,48 @@ class Session:
         The insert is cancelled, so nothing is committed, if `data` raises (a corrupt
         block, a client that went away) or the engine rejects the data.
         """
-        try:
-            inserter = self._conn.send_insert(statement, fmt)
-        except RuntimeError as err:
-            raise ClickHouseError.from_engine(err) from None
-        try:
-            for batch in _batches(data):
-                inserter.append(batch)
-            result = inserter.finish()
-        except RuntimeError as err:
-            inserter.cancel()
-            raise ClickHouseError.from_engine(err) from None
-        except BaseException:
-            inserter.cancel()
-            raise
+        with _INSERT_LOCK:
+            before = self._error_counts()
+            try:
+                inserter = self._conn.send_insert(statement, fmt)
+            except RuntimeError as err:
+                raise ClickHouseError.from_engine(err) from None
+            try:
+                for batch in _batches(data):
+                    inserter.append(batch)
+                result = inserter.finish()
+            except RuntimeError as err:
+                inserter.cancel()
+                raise ClickHouseError.from_engine(err) from None
+            except BaseException:
+                inserter.cancel()
+                raise
+            dropped = self._error_since(before)
+            if dropped is not None:
+                raise dropped
         return Summary(
             written_rows=result.rows_written,
             written_bytes=result.bytes_written,
             elapsed_ns=int(result.elapsed * 1e9),
         )
+
+    def _error_counts(self) -> dict[int, int]:
+        """The engine's error counters, by code."""
+        rows = self._conn.query("SELECT code, sum(value) FROM system.errors GROUP BY code", "TSV").bytes().decode()
+        return {int(code): int(value) for code, value in (line.split("\t") for line in rows.splitlines())}
+
+    def _error_since(self, before: dict[int, int]) -> ClickHouseError | None:
+        """The error the engine counted since `before`, as ClickHouse would have raised it."""
+        after = self._error_counts()
+        grew = [code for code, value in after.items() if value > before.get(code, 0)]
+        if not grew:
+            return None
+        rows = self._conn.query(
+            f"SELECT code, name, last_error_message FROM system.errors WHERE code = {grew[0]} "
+            "ORDER BY last_error_time DESC LIMIT 1", "TSV"
+        ).bytes().decode()
+        code, name, message = rows.splitlines()[0].split("\t", 2)
+        return ClickHouseError(int(code), name, message.replace("\\'", "'"))
 
 
 def _batches(chunks: Iterable[bytes]) -> Iterator[bytes]:

@@ -213,3 +213,13 @@ pub fn synthetic(b: u64, n: u64) -> Vec<CallRecord> {
         })
         .collect()
 }
+
+/// Rows for a rate test: `CLAUDEWATCH_RATE_ROWS` when measuring, else `default`
+/// (small enough for every test run, which checks the counts).
+pub fn rate_rows(default: u64) -> u64 {
+    std::env::var("CLAUDEWATCH_RATE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &u64| n > 0)
+        .unwrap_or(default)
+}
