@@ -4,19 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
+use common::load::{load_until_gone, post, unique_batch};
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use claudewatch_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
-use claudewatch_otlp::proto::common::v1::{
-    any_value::Value as V, AnyValue, InstrumentationScope, KeyValue,
-};
-use claudewatch_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
 
 fn shared() -> PathBuf {
     std::env::var("CLAUDEWATCH_SHARED")
@@ -137,23 +132,6 @@ fn read_records(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// POSTs a body; 0 when the connection failed.
-fn post(base: &str, path: &str, content_type: &str, body: &[u8]) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    match agent
-        .post(format!("{base}{path}"))
-        .header("content-type", content_type)
-        .send(body)
-    {
-        Ok(resp) => resp.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
 fn bodies(client: &str) -> Vec<(PathBuf, &'static str, &'static str)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(shared().join("fixtures").join(client))
         .unwrap()
@@ -236,91 +214,11 @@ fn openlit_pieces_in_separate_requests_merge_in_the_window() {
     assert_eq!(records, cli);
 }
 
-fn unique_batch(batch: u64, spans: u64) -> Vec<u8> {
-    let kv = |k: &str, v: V| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        key_strindex: 0,
-    };
-    let spans = (0..spans)
-        .map(|i| {
-            let id = batch * 1_000_000 + i + 1;
-            Span {
-                trace_id: u128::from(id).to_be_bytes().to_vec(),
-                span_id: id.to_be_bytes().to_vec(),
-                name: "anthropic.messages.create".into(),
-                start_time_unix_nano: 1_795_393_612_000_000_000 + id,
-                end_time_unix_nano: 1_795_393_612_000_000_000 + id + 40_000_000,
-                attributes: vec![
-                    kv(
-                        "gen_ai.request.model",
-                        V::StringValue("claude-haiku-4-5".into()),
-                    ),
-                    kv("http.response.status_code", V::IntValue(200)),
-                    kv(
-                        "anthropic.request.id",
-                        V::StringValue(format!("req_load_{id}")),
-                    ),
-                    kv("gen_ai.usage.input_tokens", V::IntValue(10)),
-                    kv("gen_ai.usage.output_tokens", V::IntValue(2)),
-                ],
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: None,
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "com.anthropic.sdk.python".into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    }
-    .encode_to_vec()
-}
-
 #[test]
 fn sigterm_under_load_writes_every_acknowledged_call_exactly_once() {
     const SPANS: u64 = 20;
     let server = Server::start("load", &[]);
-    let next = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let (base, next) = (server.base.clone(), next.clone());
-            std::thread::spawn(move || {
-                let mut acked = Vec::new();
-                let mut failures = 0;
-                // Bounded: at most 5000 requests per thread; stop once the server is gone.
-                for _ in 0..5000 {
-                    let batch = next.fetch_add(1, Ordering::Relaxed);
-                    match post(
-                        &base,
-                        "/v1/traces",
-                        "application/x-protobuf",
-                        &unique_batch(batch, SPANS),
-                    ) {
-                        200 => acked.push(batch),
-                        0 => {
-                            failures += 1;
-                            if failures > 3 {
-                                break;
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        // 503 while shutting down: not acknowledged, the client would retry elsewhere.
-                        _ => {}
-                    }
-                }
-                acked
-            })
-        })
-        .collect();
+    let threads = load_until_gone(&server.base, 4, SPANS);
     std::thread::sleep(Duration::from_millis(800));
     let (code, records) = server.stop();
     assert_eq!(code, 0, "serve exits 0 after draining");
@@ -334,60 +232,9 @@ fn sigterm_under_load_writes_every_acknowledged_call_exactly_once() {
         acked.len()
     );
 
-    let mut ids: Vec<String> = records
-        .iter()
-        .map(|r| r["request_id"].as_str().unwrap().to_owned())
-        .collect();
-    let total = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), total, "no call written twice");
-    for batch in &acked {
-        for i in 0..SPANS {
-            let id = format!("req_load_{}", batch * 1_000_000 + i + 1);
-            assert!(
-                ids.binary_search(&id).is_ok(),
-                "acknowledged call {id} is missing"
-            );
-        }
-    }
+    assert_exactly_once(&records, &acked, SPANS);
     // Requests answered 503 during shutdown may or may not have been written; nothing else was.
-    assert!(total as u64 >= acked.len() as u64 * SPANS);
-}
-
-/// Posts unique batches from 4 threads until the server goes away; returns
-/// the acknowledged batch numbers.
-fn load_until_gone(base: &str, spans: u64) -> Vec<std::thread::JoinHandle<Vec<u64>>> {
-    let next = Arc::new(AtomicU64::new(0));
-    (0..4)
-        .map(|_| {
-            let (base, next) = (base.to_owned(), next.clone());
-            std::thread::spawn(move || {
-                let mut acked = Vec::new();
-                let mut failures = 0;
-                for _ in 0..5000 {
-                    let batch = next.fetch_add(1, Ordering::Relaxed);
-                    match post(
-                        &base,
-                        "/v1/traces",
-                        "application/x-protobuf",
-                        &unique_batch(batch, spans),
-                    ) {
-                        200 => acked.push(batch),
-                        0 => {
-                            failures += 1;
-                            if failures > 3 {
-                                break;
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        _ => {}
-                    }
-                }
-                acked
-            })
-        })
-        .collect()
+    assert!(records.len() as u64 >= acked.len() as u64 * SPANS);
 }
 
 /// Asserts every call of every acknowledged batch is in `records` exactly once.
@@ -416,7 +263,7 @@ fn kill_9_under_load_then_restart_loses_nothing_and_writes_nothing_twice() {
     const SPANS: u64 = 20;
     // A long window: at the kill, most acknowledged calls are only in the spool.
     let server = Server::start("kill9", &["--merge-window-ms", "600"]);
-    let threads = load_until_gone(&server.base, SPANS);
+    let threads = load_until_gone(&server.base, 4, SPANS);
     std::thread::sleep(Duration::from_millis(1500));
     let (out, spool) = server.kill();
     let acked: Vec<u64> = threads

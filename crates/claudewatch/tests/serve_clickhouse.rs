@@ -8,20 +8,14 @@
 
 #[path = "../../sink/tests/common/mod.rs"]
 mod ch;
+mod common;
+
+use common::load::{load_until_gone, post, unique_batch};
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use claudewatch_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
-use claudewatch_otlp::proto::common::v1::{
-    any_value::Value as V, AnyValue, InstrumentationScope, KeyValue,
-};
-use claudewatch_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
 
 const SPANS: u64 = 20;
 
@@ -129,17 +123,6 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn post(base: &str, body: &[u8]) -> u16 {
-    match agent()
-        .post(format!("{base}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .send(body)
-    {
-        Ok(resp) => resp.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
 /// A query's TabSeparated answer.
 fn query(url: &str, sql: &str) -> String {
     let mut resp = agent().post(url).send(sql).unwrap();
@@ -148,94 +131,12 @@ fn query(url: &str, sql: &str) -> String {
     text
 }
 
-fn unique_batch(batch: u64, spans: u64) -> Vec<u8> {
-    let kv = |k: &str, v: V| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        key_strindex: 0,
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let spans = (0..spans)
-        .map(|i| {
-            let id = batch * 1_000_000 + i + 1;
-            Span {
-                trace_id: u128::from(id).to_be_bytes().to_vec(),
-                span_id: id.to_be_bytes().to_vec(),
-                name: "anthropic.messages.create".into(),
-                start_time_unix_nano: now,
-                end_time_unix_nano: now + 40_000_000,
-                attributes: vec![
-                    kv(
-                        "gen_ai.request.model",
-                        V::StringValue("claude-haiku-4-5".into()),
-                    ),
-                    kv("http.response.status_code", V::IntValue(200)),
-                    kv(
-                        "anthropic.request.id",
-                        V::StringValue(format!("req_load_{id}")),
-                    ),
-                    kv("gen_ai.usage.input_tokens", V::IntValue(10)),
-                    kv("gen_ai.usage.output_tokens", V::IntValue(2)),
-                ],
-                ..Default::default()
-            }
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: None,
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "com.anthropic.sdk.python".into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    }
-    .encode_to_vec()
-}
-
-/// Posts unique batches from 3 threads until the server goes away.
-fn load_until_gone(base: &str) -> Vec<std::thread::JoinHandle<Vec<u64>>> {
-    let next = Arc::new(AtomicU64::new(0));
-    (0..3)
-        .map(|_| {
-            let (base, next) = (base.to_owned(), next.clone());
-            std::thread::spawn(move || {
-                let mut acked = Vec::new();
-                let mut failures = 0;
-                for _ in 0..5000 {
-                    let batch = next.fetch_add(1, Ordering::Relaxed);
-                    match post(&base, &unique_batch(batch, SPANS)) {
-                        200 => acked.push(batch),
-                        0 => {
-                            failures += 1;
-                            if failures > 3 {
-                                break;
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        _ => {}
-                    }
-                }
-                acked
-            })
-        })
-        .collect()
-}
-
 #[test]
 fn kill_9_between_insert_and_acknowledgement_then_restart_stores_every_call_once() {
     let dir = tempfile_dir();
     let server = ch::LocalClickHouse::start(&dir.join("ch"), 0);
     let serve = Serve::launch(&dir, &server.url);
-    let threads = load_until_gone(&serve.base);
+    let threads = load_until_gone(&serve.base, 3, SPANS);
     std::thread::sleep(Duration::from_millis(2500));
     serve.kill();
     let acked: Vec<u64> = threads
@@ -318,7 +219,12 @@ fn clickhouse_down_fills_the_journal_then_clients_get_503_and_nothing_is_dropped
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut batch = 0;
     while refused == 0 && Instant::now() < deadline {
-        match post(&serve.base, &unique_batch(batch, SPANS)) {
+        match post(
+            &serve.base,
+            "/v1/traces",
+            "application/x-protobuf",
+            &unique_batch(batch, SPANS),
+        ) {
             200 => acked += 1,
             503 => refused += 1,
             other => panic!("unexpected answer {other}"),

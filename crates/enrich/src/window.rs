@@ -212,11 +212,6 @@ impl MergeWindow {
         &self.stats
     }
 
-    /// The origins of the observations waiting (for a checkpoint).
-    pub fn waiting_origins(&self) -> impl Iterator<Item = Origin> + '_ {
-        self.waiting.iter().map(|w| w.origin)
-    }
-
     /// The current position, to undo pushes that could not be made durable.
     pub fn mark(&self) -> Mark {
         Mark {

@@ -40,18 +40,13 @@ pub struct GrpcSettings {
     pub tokens: HashMap<String, String>,
 }
 
-/// A codec that hands the request message over as bytes and sends a
-/// pre-encoded response.
+/// A gRPC codec that passes messages as bytes both ways: the receiver hands
+/// the request to the pipeline undecoded and sends a pre-encoded response;
+/// clients (tests, tools) can send any bytes with it.
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+pub struct RawCodec;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct RawEncoder;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct RawDecoder;
-
-impl Encoder for RawEncoder {
+impl Encoder for RawCodec {
     type Item = Bytes;
     type Error = Status;
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
@@ -60,7 +55,7 @@ impl Encoder for RawEncoder {
     }
 }
 
-impl Decoder for RawDecoder {
+impl Decoder for RawCodec {
     type Item = Bytes;
     type Error = Status;
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
@@ -72,13 +67,13 @@ impl Decoder for RawDecoder {
 impl Codec for RawCodec {
     type Encode = Bytes;
     type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
     }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
     }
 }
 

@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
+use claudewatch_ingest::grpc::RawCodec;
 use claudewatch_ingest::{
     grpc_services, GrpcSettings, Refusal, Submission, Submit, SubmitFuture, Verdict,
 };
@@ -16,7 +17,7 @@ use claudewatch_otlp::proto::collector::trace::v1::{
 };
 use claudewatch_otlp::Signal;
 use prost::Message;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, Server};
 use tonic::{Code, Status};
 
@@ -40,38 +41,6 @@ fn accepted(rejected: u64, message: &str) -> Result<Verdict, Refusal> {
         rejected,
         message: message.into(),
     })
-}
-
-/// A client codec sending raw bytes, so tests can send anything.
-#[derive(Clone, Copy, Default)]
-struct Raw;
-impl Encoder for Raw {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-impl Decoder for Raw {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        let n = src.remaining();
-        Ok(Some(src.copy_to_bytes(n)))
-    }
-}
-impl Codec for Raw {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
 }
 
 struct Harness {
@@ -135,7 +104,7 @@ async fn export(
             .insert("authorization", format!("Bearer {t}").parse().unwrap());
     }
     client
-        .unary(req, path.parse().unwrap(), Raw)
+        .unary(req, path.parse().unwrap(), RawCodec)
         .await
         .map(tonic::Response::into_inner)
 }

@@ -130,11 +130,8 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 }
 
 /// Scans one segment: its intact entries (by callback), where they end, and
-/// whether it stopped at a corrupt entry rather than at a clean or torn end.
-fn scan(
-    bytes: &[u8],
-    mut each: impl FnMut(Entry),
-) -> (usize, Option<&'static str>, bool /* truncated */) {
+/// why it stopped at a corrupt entry (`None` at a clean or torn end).
+fn scan(bytes: &[u8], mut each: impl FnMut(Entry)) -> (usize, Option<&'static str>) {
     let mut at = 0;
     while at < bytes.len() {
         match entry::decode(&bytes[at..]) {
@@ -142,11 +139,11 @@ fn scan(
                 each(e);
                 at += len;
             }
-            entry::Read::Truncated => return (at, None, true),
-            entry::Read::Corrupt(why) => return (at, Some(why), false),
+            entry::Read::Truncated => return (at, None),
+            entry::Read::Corrupt(why) => return (at, Some(why)),
         }
     }
-    (at, None, false)
+    (at, None)
 }
 
 impl Spool {
@@ -176,7 +173,7 @@ impl Spool {
             let path = segment_path(&dir, first);
             let bytes = std::fs::read(&path)
                 .map_err(|e| SpoolError::io(format!("reading {}", path.display()), e))?;
-            let (end, corrupt, _) = scan(&bytes, |e| {
+            let (end, corrupt) = scan(&bytes, |e| {
                 report.entries += 1;
                 if !checkpoint.is_done(e.seq) {
                     report.to_replay += 1;
