@@ -223,3 +223,24 @@ pub fn rate_rows(default: u64) -> u64 {
         .filter(|&n: &u64| n > 0)
         .unwrap_or(default)
 }
+
+/// Migrates `database` on `server` (no TTL) and inserts `records` directly
+/// with the `clickhouse` crate at its defaults (one insert, rollups filled by
+/// their materialized views). For tests that need data to query.
+pub fn load_records(server: &LocalClickHouse, database: &str, records: &[CallRecord]) {
+    use claudewatch_sink::clickhouse::{row::CallRow, schema};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = clickhouse::Client::default().with_url(&server.url);
+        schema::migrate(&client, database, 0).await.unwrap();
+        let client = client.with_database(database);
+        let mut insert = client.insert::<CallRow>("llm_calls").await.unwrap();
+        for r in records {
+            insert.write(&CallRow::from_record(r).unwrap()).await.unwrap();
+        }
+        insert.end().await.unwrap();
+    });
+}
