@@ -1,13 +1,15 @@
 //! Self-metrics of `serve`, exposed on `/metrics` in the Prometheus text
 //! format. All of them are defined here, named `claudewatch_<name>_<unit>_total`.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use claudewatch_sink::clickhouse::ClickHouseStats;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -227,5 +229,62 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+}
+
+/// The ClickHouse sink's counters ([`ClickHouseStats`], kept by its inserter
+/// thread), read at each scrape.
+#[derive(Debug)]
+pub struct ClickHouseCollector(pub Arc<ClickHouseStats>);
+
+impl Collector for ClickHouseCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let counters = [
+            (
+                "claudewatch_clickhouse_inserted_rows",
+                "Rows ClickHouse confirmed (a deduplicated retry counts again)",
+                &s.rows_inserted,
+            ),
+            (
+                "claudewatch_clickhouse_inserts",
+                "Insert statements ClickHouse confirmed",
+                &s.inserts,
+            ),
+            (
+                "claudewatch_clickhouse_insert_retries",
+                "Failed inserts that were retried (ClickHouse down, timeout, server error)",
+                &s.retries,
+            ),
+            (
+                "claudewatch_clickhouse_dead_letter_rows",
+                "Rows ClickHouse refused, written to the dead-letter file",
+                &s.dead_letters,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let rows = ConstGauge::new(s.journal_rows.load(Ordering::Relaxed) as i64);
+        rows.encode(encoder.encode_descriptor(
+            "claudewatch_clickhouse_journal_rows",
+            "Rows journaled and not yet confirmed by ClickHouse",
+            None,
+            rows.metric_type(),
+        )?)?;
+        let bytes = ConstGauge::new(s.journal_bytes.load(Ordering::Relaxed) as i64);
+        bytes.encode(encoder.encode_descriptor(
+            "claudewatch_clickhouse_journal",
+            "Bytes of the ClickHouse sink's journal on disk",
+            Some(&Unit::Bytes),
+            bytes.metric_type(),
+        )?)?;
+        Ok(())
     }
 }

@@ -240,6 +240,14 @@ fn clickhouse_down_fills_the_journal_then_clients_get_503_and_nothing_is_dropped
         acked * SPANS > 500,
         "the journal and the backlog filled first ({acked} accepted)"
     );
+    assert!(
+        metric(&serve.base, "claudewatch_clickhouse_journal_rows") > 0.0,
+        "/metrics shows the journal's backlog"
+    );
+    assert!(
+        metric(&serve.base, "claudewatch_clickhouse_insert_retries_total") > 0.0,
+        "/metrics counts the failed inserts"
+    );
     drop(serve);
     // Everything acknowledged is in the spool or the journal: started against a
     // live server, it all lands.
@@ -256,6 +264,16 @@ fn clickhouse_down_fills_the_journal_then_clients_get_503_and_nothing_is_dropped
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // The counter moves once the insert's answer is read, just after the
+    // rows became visible.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&serve.base, "claudewatch_clickhouse_inserted_rows_total") < stored as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "/metrics counts the rows ClickHouse confirmed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(serve.stop(), 0);
     let distinct: u64 = query(
@@ -277,6 +295,15 @@ fn clickhouse_down_fills_the_journal_then_clients_get_503_and_nothing_is_dropped
     assert_eq!(distinct, total, "nothing stored twice");
     server.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The value of an unlabelled metric on serve's `/metrics`.
+fn metric(base: &str, name: &str) -> f64 {
+    let mut resp = agent().get(&format!("{base}/metrics")).call().unwrap();
+    let text = resp.body_mut().read_to_string().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not on /metrics:\n{text}"))
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

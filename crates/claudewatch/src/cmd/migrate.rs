@@ -99,8 +99,16 @@ pub async fn migrate(section: &ClickHouseSection) -> anyhow::Result<schema::Migr
         .with_context(|| format!("migrating the ClickHouse schema at {}", section.url))
 }
 
+/// The sink serve writes to, and the ClickHouse sink's counters for `/metrics`.
+pub struct OpenedSink {
+    /// The sink `sink.kind` names.
+    pub sink: Box<dyn Sink>,
+    /// The ClickHouse sink's counters (None for the JSON-lines sink).
+    pub clickhouse_stats: Option<std::sync::Arc<claudewatch_sink::clickhouse::ClickHouseStats>>,
+}
+
 /// Opens the sink `sink.kind` names (migrating ClickHouse first when configured).
-pub async fn open_sink(config: &Config) -> anyhow::Result<Box<dyn Sink>> {
+pub async fn open_sink(config: &Config) -> anyhow::Result<OpenedSink> {
     match config.sink.kind.as_str() {
         "clickhouse" => {
             let section = &config.sink.clickhouse;
@@ -145,7 +153,11 @@ pub async fn open_sink(config: &Config) -> anyhow::Result<Box<dyn Sink>> {
             }
             let sink = ClickHouseSink::open(&section.sink_config())
                 .context("opening the ClickHouse sink's journal")?;
-            Ok(Box::new(sink))
+            let stats = sink.stats();
+            Ok(OpenedSink {
+                sink: Box::new(sink),
+                clickhouse_stats: Some(stats),
+            })
         }
         _ => {
             let sink = JsonLinesSink::open(
@@ -153,7 +165,10 @@ pub async fn open_sink(config: &Config) -> anyhow::Result<Box<dyn Sink>> {
                 config.sink.jsonl.fsync,
             )
             .context("opening the JSON-lines sink")?;
-            Ok(Box::new(sink))
+            Ok(OpenedSink {
+                sink: Box::new(sink),
+                clickhouse_stats: None,
+            })
         }
     }
 }

@@ -139,9 +139,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let prices = super::load_prices(config.enrich.prices.as_deref())?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
+    let opened = super::migrate::open_sink(&config).await?;
+    if let Some(stats) = opened.clickhouse_stats {
+        registry.register_collector(Box::new(crate::metrics::ClickHouseCollector(stats)));
+    }
+    let sink = opened.sink;
     let registry = Arc::new(registry);
-
-    let sink = super::migrate::open_sink(&config).await?;
     let (pipeline, worker) = pipeline::start(
         PipelineSettings {
             queue_capacity: config.pipeline.queue_capacity,
