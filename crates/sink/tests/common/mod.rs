@@ -239,7 +239,10 @@ pub fn load_records(server: &LocalClickHouse, database: &str, records: &[CallRec
         let client = client.with_database(database);
         let mut insert = client.insert::<CallRow>("llm_calls").await.unwrap();
         for r in records {
-            insert.write(&CallRow::from_record(r).unwrap()).await.unwrap();
+            insert
+                .write(&CallRow::from_record(r).unwrap())
+                .await
+                .unwrap();
         }
         insert.end().await.unwrap();
     });
