@@ -24,6 +24,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../../sink/tests/common/mod.rs"]
+mod ch;
 mod common;
 #[path = "realclients/harness.rs"]
 mod harness;
@@ -35,7 +37,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::ground_truth::{assert_matches_ground_truth, load_expected, Loss};
-use harness::{progress, realclients_dir, venv_python, wait_until, FakeApi, Serve};
+use harness::{progress, realclients_dir, venv_python, wait_until, FakeApi, Serve, Store};
 use serde_json::Value;
 
 /// The scenarios `scenario.py` runs (its `SCENARIOS`), each one SDK call.
@@ -81,11 +83,24 @@ fn section_of(client: &str) -> &'static str {
     }
 }
 
+/// Where a variant's serve stores its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sink {
+    /// A JSON-lines file in the run directory.
+    JsonLines,
+    /// A local ClickHouse (`deploy/local`) of its own, data in the run directory.
+    ClickHouse,
+}
+
 /// A fresh directory for one variant's files, kept after the run for inspection.
-fn run_dir(client: &str, protocol: Protocol) -> PathBuf {
+fn run_dir(client: &str, protocol: Protocol, sink: Sink) -> PathBuf {
+    let suffix = match sink {
+        Sink::JsonLines => "",
+        Sink::ClickHouse => "-clickhouse",
+    };
     let dir = harness::cache_dir()
         .join("runs")
-        .join(format!("{client}-{}", protocol.label()));
+        .join(format!("{client}-{}{suffix}", protocol.label()));
     if dir.exists() {
         std::fs::remove_dir_all(&dir).expect("removing the previous run's directory");
     }
@@ -202,9 +217,10 @@ fn live_losses() -> Vec<Loss> {
     }]
 }
 
-/// One variant, end to end: client → serve over `protocol` → records equal
-/// to the ground truth.
-fn check(client: &str, protocol: Protocol) {
+/// One variant, end to end: client → serve over `protocol` → `sink` →
+/// records equal to the ground truth (with ClickHouse: read back from
+/// `llm_calls`, and every rollup's totals equal the detail's).
+fn check(client: &str, protocol: Protocol, sink: Sink) {
     if protocol == Protocol::Grpc {
         assert!(
             harness::serve_has_grpc(),
@@ -221,10 +237,21 @@ fn check(client: &str, protocol: Protocol) {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
-    let dir = run_dir(client, protocol);
+    let dir = run_dir(client, protocol, sink);
     let ground_truth = dir.join("ground_truth.jsonl");
     let fake = FakeApi::start(&python, client, &ground_truth);
-    let serve = Serve::start(&dir);
+    let clickhouse =
+        (sink == Sink::ClickHouse).then(|| ch::LocalClickHouse::start(&dir.join("clickhouse"), 0));
+    let serve = match &clickhouse {
+        None => Serve::start(&dir),
+        Some(server) => Serve::start_into(
+            &dir,
+            Store::ClickHouse {
+                url: server.url.clone(),
+                database: "claudewatch".into(),
+            },
+        ),
+    };
     let endpoint = match protocol {
         Protocol::HttpProtobuf => serve.http_url.clone(),
         Protocol::Grpc => serve
@@ -294,34 +321,65 @@ fn check(client: &str, protocol: Protocol) {
         &expected,
         &records,
     );
+    if let Some(server) = clickhouse {
+        let client_ch = clickhouse::Client::default()
+            .with_url(&server.url)
+            .with_database("claudewatch");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(ch::assert_rollups_match(&client_ch, records.len() as u64));
+        let dead = std::fs::read_to_string(dir.join("dead-letters.jsonl")).unwrap_or_default();
+        assert!(
+            dead.is_empty(),
+            "{client}: rows refused by ClickHouse:\n{dead}"
+        );
+        server.stop();
+    }
 }
 
 #[test]
 fn anthropic_native_over_http_protobuf() {
-    check("anthropic-native", Protocol::HttpProtobuf);
+    check("anthropic-native", Protocol::HttpProtobuf, Sink::JsonLines);
 }
 
 #[test]
 fn traceloop_over_http_protobuf() {
-    check("traceloop", Protocol::HttpProtobuf);
+    check("traceloop", Protocol::HttpProtobuf, Sink::JsonLines);
 }
 
 #[test]
 fn openlit_over_http_protobuf() {
-    check("openlit", Protocol::HttpProtobuf);
+    check("openlit", Protocol::HttpProtobuf, Sink::JsonLines);
 }
 
 #[test]
 fn anthropic_native_over_grpc() {
-    check("anthropic-native", Protocol::Grpc);
+    check("anthropic-native", Protocol::Grpc, Sink::JsonLines);
 }
 
 #[test]
 fn traceloop_over_grpc() {
-    check("traceloop", Protocol::Grpc);
+    check("traceloop", Protocol::Grpc, Sink::JsonLines);
 }
 
 #[test]
 fn openlit_over_grpc() {
-    check("openlit", Protocol::Grpc);
+    check("openlit", Protocol::Grpc, Sink::JsonLines);
+}
+
+#[test]
+fn anthropic_native_into_clickhouse() {
+    check("anthropic-native", Protocol::HttpProtobuf, Sink::ClickHouse);
+}
+
+#[test]
+fn traceloop_into_clickhouse() {
+    check("traceloop", Protocol::Grpc, Sink::ClickHouse);
+}
+
+#[test]
+fn openlit_into_clickhouse() {
+    check("openlit", Protocol::HttpProtobuf, Sink::ClickHouse);
 }

@@ -55,57 +55,6 @@ fn store(sink: &mut ClickHouseSink, records: &[CallRecord]) {
     sink.committed(p).unwrap();
 }
 
-/// Totals of the detail table and of each rollup, which must agree.
-async fn assert_rollups_match(client: &Client, expected_rows: u64) {
-    let detail = count(client, "SELECT count() FROM llm_calls").await;
-    assert_eq!(detail, expected_rows, "detail rows");
-    let hourly = count(client, "SELECT toUInt64(sum(calls)) FROM llm_calls_hourly").await;
-    let daily = count(
-        client,
-        "SELECT toUInt64(sum(requests)) FROM llm_requests_daily",
-    )
-    .await;
-    assert_eq!(
-        (hourly, daily),
-        (expected_rows, expected_rows),
-        "rollup calls"
-    );
-    let (a, b): (String, String) = client
-        .query("SELECT toString(assumeNotNull((SELECT sum(ifNull(cost_usd, 0)) FROM llm_calls))), toString(assumeNotNull((SELECT sum(cost_usd) FROM llm_calls_hourly)))")
-        .fetch_one()
-        .await
-        .unwrap();
-    assert_eq!(a, b, "cost");
-    let tokens = |t: &str| format!("SELECT toUInt64(sum(ifNull({t}, 0))) FROM llm_calls");
-    for t in ["input_tokens", "output_tokens", "cache_read_tokens"] {
-        let d = count(client, &tokens(t)).await;
-        let r = count(
-            client,
-            &format!("SELECT toUInt64(sum({t})) FROM llm_calls_hourly"),
-        )
-        .await;
-        assert_eq!(d, r, "{t}");
-    }
-    let ttft = count(
-        client,
-        "SELECT count() FROM llm_calls WHERE ttft_ms IS NOT NULL",
-    )
-    .await;
-    let samples = count(client, "SELECT toUInt64(sum(samples)) FROM llm_ttft_hourly").await;
-    assert_eq!(ttft, samples, "ttft samples");
-    let limited = count(
-        client,
-        "SELECT countIf(outcome = 'rate_limited') FROM llm_calls",
-    )
-    .await;
-    let r = count(
-        client,
-        "SELECT toUInt64(sum(rate_limited)) FROM llm_requests_daily",
-    )
-    .await;
-    assert_eq!(limited, r, "rate limited");
-}
-
 #[test]
 fn migrations_are_idempotent_versioned_and_refuse_a_newer_schema() {
     let data = tempfile::tempdir().unwrap();
@@ -197,7 +146,7 @@ fn fixture_records_round_trip_field_by_field() {
     for (b, e) in back.iter().zip(&expected) {
         assert_eq!(b, e);
     }
-    rt.block_on(assert_rollups_match(&client, records.len() as u64));
+    rt.block_on(common::assert_rollups_match(&client, records.len() as u64));
     drop(sink);
     server.stop();
 }
@@ -249,7 +198,7 @@ fn clickhouse_down_under_load_then_back_loses_nothing_and_doubles_nothing() {
     let server = LocalClickHouse::start(&ch_dir, port);
     assert!(sink.wait_idle(Duration::from_secs(60)), "backlog drained");
     assert_eq!(sink.backlog_rows(), 0);
-    rt.block_on(assert_rollups_match(&client, 16_000));
+    rt.block_on(common::assert_rollups_match(&client, 16_000));
     let distinct = rt.block_on(count(
         &client,
         "SELECT uniqExact(request_id) FROM llm_calls",
@@ -328,7 +277,7 @@ fn a_batch_retried_after_its_insert_succeeded_is_stored_once() {
     sink.committed(position).unwrap();
     assert!(sink.wait_idle(Duration::from_secs(30)));
     drop(sink);
-    rt.block_on(assert_rollups_match(&client, 3_000));
+    rt.block_on(common::assert_rollups_match(&client, 3_000));
 
     // The answer was lost: the journal still says "not confirmed", and the
     // restarted sink inserts the same batch again, with the same token.
@@ -346,7 +295,7 @@ fn a_batch_retried_after_its_insert_succeeded_is_stored_once() {
         3_000,
         "sent again"
     );
-    rt.block_on(assert_rollups_match(&client, 3_000));
+    rt.block_on(common::assert_rollups_match(&client, 3_000));
     drop(sink);
     server.stop();
 }
@@ -389,7 +338,7 @@ fn refused_rows(with_constraint_violation: bool) {
     sink.recover(None).unwrap();
     store(&mut sink, &records);
     assert!(sink.wait_idle(Duration::from_secs(60)));
-    rt.block_on(assert_rollups_match(&client, 1_000 - bad));
+    rt.block_on(common::assert_rollups_match(&client, 1_000 - bad));
     let dead = std::fs::read_to_string(&config.dead_letter_path).unwrap();
     let lines: Vec<serde_json::Value> = dead
         .lines()
@@ -475,7 +424,7 @@ fn rate_of_the_sink_into_the_local_server() {
         elapsed.as_secs_f64(),
         rows / elapsed.as_secs_f64()
     );
-    rt.block_on(assert_rollups_match(&config.client(), rows as u64));
+    rt.block_on(common::assert_rollups_match(&config.client(), rows as u64));
     drop(sink);
     server.stop();
 }

@@ -404,14 +404,28 @@ pub fn serve_has_grpc() -> bool {
     serve_help().contains("--grpc-listen")
 }
 
-/// `claudewatch serve` on free ports with a JSON-lines sink.
+/// Where serve stores its records.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// A JSON-lines file.
+    JsonLines(PathBuf),
+    /// `llm_calls` of a ClickHouse database (migrated by serve at start).
+    ClickHouse {
+        /// `http://host:port`.
+        url: String,
+        /// The database.
+        database: String,
+    },
+}
+
+/// `claudewatch serve` on free ports.
 pub struct Serve {
     child: Child,
     /// `http://ADDR` of the OTLP/HTTP receiver.
     pub http_url: String,
     /// `http://ADDR` of the OTLP/gRPC receiver, when serve has one.
     pub grpc_url: Option<String>,
-    out: PathBuf,
+    store: Store,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -424,8 +438,13 @@ impl Serve {
     /// share it and replay each other's requests). Waits until it logged its
     /// bound addresses (`listen=`, `grpc_listen=`).
     pub fn start(dir: &Path) -> Serve {
+        Serve::start_into(dir, Store::JsonLines(dir.join("records.jsonl")))
+    }
+
+    /// [`Serve::start`] storing into `store` (ClickHouse: journal and dead
+    /// letters in `dir`, small batches, a long drain at stop).
+    pub fn start_into(dir: &Path, store: Store) -> Serve {
         let grpc = serve_has_grpc();
-        let out = dir.join("records.jsonl");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_claudewatch"));
         cmd.args([
             "serve",
@@ -434,9 +453,29 @@ impl Serve {
             "--http-listen",
             "127.0.0.1:0",
         ])
-        .arg("--jsonl")
-        .arg(&out)
         .current_dir(dir);
+        match &store {
+            Store::JsonLines(out) => {
+                cmd.arg("--jsonl").arg(out);
+            }
+            Store::ClickHouse { url, database } => {
+                cmd.env("CLAUDEWATCH_SINK__KIND", "clickhouse")
+                    .env("CLAUDEWATCH_SINK__CLICKHOUSE__URL", url)
+                    .env("CLAUDEWATCH_SINK__CLICKHOUSE__DATABASE", database)
+                    .env("CLAUDEWATCH_SINK__CLICKHOUSE__TTL_DAYS", "0")
+                    .env("CLAUDEWATCH_SINK__CLICKHOUSE__BATCH_AGE_MS", "200")
+                    .env(
+                        "CLAUDEWATCH_SINK__CLICKHOUSE__JOURNAL_DIR",
+                        dir.join("journal"),
+                    )
+                    .env(
+                        "CLAUDEWATCH_SINK__CLICKHOUSE__DEAD_LETTER_PATH",
+                        dir.join("dead-letters.jsonl"),
+                    )
+                    .env("CLAUDEWATCH_SINK__CLICKHOUSE__DRAIN_TIMEOUT_MS", "30000")
+                    .env("CLAUDEWATCH_SERVER__SHUTDOWN_TIMEOUT_SECS", "45");
+            }
+        }
         if grpc {
             cmd.args(["--grpc-listen", "127.0.0.1:0"]);
         }
@@ -461,7 +500,7 @@ impl Serve {
                         child,
                         http_url: format!("http://{http}"),
                         grpc_url: grpc_addr.map(|a| format!("http://{a}")),
-                        out,
+                        store,
                         log,
                     };
                 }
@@ -495,15 +534,19 @@ impl Serve {
             .is_ok_and(|s| s.success());
         assert!(sent, "cannot send SIGTERM to serve (pid {pid})");
         let status = wait_until(&mut self.child, Duration::from_secs(60));
-        let text = fs::read_to_string(&self.out).unwrap_or_default();
-        let records = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("serve wrote a line that is not JSON ({e}): {l}"))
-            })
-            .collect();
+        let records = match &self.store {
+            Store::JsonLines(out) => fs::read_to_string(out)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| {
+                        panic!("serve wrote a line that is not JSON ({e}): {l}")
+                    })
+                })
+                .collect(),
+            Store::ClickHouse { url, database } => stored_records(url, database),
+        };
         // Let the stderr reader take the last lines.
         thread::sleep(Duration::from_millis(100));
         (status, records, self.log())
@@ -515,6 +558,29 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every row of `database.llm_calls`, read with the sink's own row type and
+/// turned back into call records (JSON, like the JSON-lines sink writes them).
+pub fn stored_records(url: &str, database: &str) -> Vec<Value> {
+    use claudewatch_sink::clickhouse::row::CallRow;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let client = clickhouse::Client::default()
+        .with_url(url)
+        .with_database(database);
+    let rows: Vec<CallRow> = rt
+        .block_on(
+            client
+                .query("SELECT ?fields FROM llm_calls ORDER BY time_unix_nano")
+                .fetch_all(),
+        )
+        .unwrap_or_else(|e| panic!("reading {database}.llm_calls at {url}: {e}"));
+    rows.into_iter()
+        .map(|r| serde_json::to_value(r.into_record()).expect("a record is JSON"))
+        .collect()
 }
 
 /// The value of `fields.<key>` in serve's JSON log lines.

@@ -247,3 +247,59 @@ pub fn load_records(server: &LocalClickHouse, database: &str, records: &[CallRec
         insert.end().await.unwrap();
     });
 }
+
+/// A query's single `UInt64` answer.
+pub async fn count_of(client: &clickhouse::Client, sql: &str) -> u64 {
+    client.query(sql).fetch_one::<u64>().await.expect(sql)
+}
+
+/// Totals of the detail table and of each rollup, which must agree.
+pub async fn assert_rollups_match(client: &clickhouse::Client, expected_rows: u64) {
+    let detail = count_of(client, "SELECT count() FROM llm_calls").await;
+    assert_eq!(detail, expected_rows, "detail rows");
+    let hourly = count_of(client, "SELECT toUInt64(sum(calls)) FROM llm_calls_hourly").await;
+    let daily = count_of(
+        client,
+        "SELECT toUInt64(sum(requests)) FROM llm_requests_daily",
+    )
+    .await;
+    assert_eq!(
+        (hourly, daily),
+        (expected_rows, expected_rows),
+        "rollup calls"
+    );
+    let (a, b): (String, String) = client
+        .query("SELECT toString(assumeNotNull((SELECT sum(ifNull(cost_usd, 0)) FROM llm_calls))), toString(assumeNotNull((SELECT sum(cost_usd) FROM llm_calls_hourly)))")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(a, b, "cost");
+    let tokens = |t: &str| format!("SELECT toUInt64(sum(ifNull({t}, 0))) FROM llm_calls");
+    for t in ["input_tokens", "output_tokens", "cache_read_tokens"] {
+        let d = count_of(client, &tokens(t)).await;
+        let r = count_of(
+            client,
+            &format!("SELECT toUInt64(sum({t})) FROM llm_calls_hourly"),
+        )
+        .await;
+        assert_eq!(d, r, "{t}");
+    }
+    let ttft = count_of(
+        client,
+        "SELECT count() FROM llm_calls WHERE ttft_ms IS NOT NULL",
+    )
+    .await;
+    let samples = count_of(client, "SELECT toUInt64(sum(samples)) FROM llm_ttft_hourly").await;
+    assert_eq!(ttft, samples, "ttft samples");
+    let limited = count_of(
+        client,
+        "SELECT countIf(outcome = 'rate_limited') FROM llm_calls",
+    )
+    .await;
+    let r = count_of(
+        client,
+        "SELECT toUInt64(sum(rate_limited)) FROM llm_requests_daily",
+    )
+    .await;
+    assert_eq!(limited, r, "rate limited");
+}
