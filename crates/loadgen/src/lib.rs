@@ -29,7 +29,7 @@ pub mod transport;
 use std::collections::BTreeMap;
 
 pub use encode::Format;
-pub use mix::{CallSpec, Convention, Scenario};
+pub use mix::{CallSpec, Convention, Mix, Scenario};
 pub use run::{run, run_blocking, Config, Latency, Report, Stop};
 pub use transport::Protocol;
 
@@ -53,13 +53,13 @@ pub enum Error {
 /// Every export request body of a count-limited run, in request order,
 /// uncompressed, with the calls' end times around `base_unix_nano`.
 pub fn request_bodies(
-    seed: u64,
+    mix: impl Into<Mix>,
     calls: u64,
     spans_per_request: usize,
     format: Format,
     base_unix_nano: u64,
 ) -> Vec<Vec<u8>> {
-    let plan = plan::Plan::new(seed, spans_per_request, Some(calls));
+    let plan = plan::Plan::new(mix, spans_per_request, Some(calls));
     let n = plan.request_count().unwrap_or(0);
     let mut built = plan::Built::default();
     let mut order = Vec::new();
@@ -101,16 +101,16 @@ pub struct Expected {
     pub success_tokens: (u64, u64, u64, u64),
 }
 
-/// The expected records of calls `0..calls` of the run seeded `seed`.
-pub fn expected(seed: u64, calls: u64, spans_per_request: usize) -> Expected {
-    let plan = plan::Plan::new(seed, spans_per_request, Some(calls));
+/// The expected records of calls `0..calls` of the run of `mix` (a seed: the default mix).
+pub fn expected(mix: impl Into<Mix>, calls: u64, spans_per_request: usize) -> Expected {
+    let plan = plan::Plan::new(mix, spans_per_request, Some(calls));
     let last = plan.request_count().unwrap_or(0).saturating_sub(1);
     let mut e = Expected {
         calls,
         ..Expected::default()
     };
     for c in 0..calls {
-        let s = CallSpec::generate(seed, c);
+        let s = plan.call(c);
         *e.outcomes.entry(s.scenario.expected_outcome()).or_default() += 1;
         *e.conventions.entry(s.convention).or_default() += 1;
         let twin = s.twin != mix::TwinLayout::None && s.span_count() == 2;

@@ -192,6 +192,50 @@ pub enum TwinLayout {
     Unlinked,
 }
 
+/// The traffic of a run: its seed and how it departs from the default mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    /// Seed of the mix and of every id.
+    pub seed: u64,
+    /// Share of calls (out of 100) turned into 529 `overloaded_error`s, on top
+    /// of the mix's own (a platform overload burst); 0 keeps the mix.
+    pub overloaded_percent: u64,
+    /// Organisations the calls are spread over (1 to 4; 1 puts the whole
+    /// run's requests on one organisation's quota).
+    pub organizations: usize,
+}
+
+impl From<u64> for Mix {
+    /// The default mix of `seed`.
+    fn from(seed: u64) -> Mix {
+        Mix {
+            seed,
+            overloaded_percent: 0,
+            organizations: ORGANIZATIONS,
+        }
+    }
+}
+
+/// Organisations of the default mix (the table in `spans`).
+pub const ORGANIZATIONS: usize = 4;
+
+impl Mix {
+    /// Call `index` of this run.
+    pub fn call(&self, index: u64) -> CallSpec {
+        let mut spec = CallSpec::generate(self.seed, index);
+        if self.overloaded_percent > 0
+            && Rng::for_call(self.seed ^ 0x0b5e_55ed_529, index).percent(self.overloaded_percent)
+        {
+            spec.scenario = Scenario::Overloaded;
+            spec.stream_helper = false;
+            spec.duration_ns = spec.duration_ns.min(40_000_000);
+            spec.split = false;
+        }
+        spec.org %= self.organizations.clamp(1, ORGANIZATIONS);
+        spec
+    }
+}
+
 /// One generated call, fully determined by `(seed, index)`.
 #[derive(Debug, Clone)]
 pub struct CallSpec {

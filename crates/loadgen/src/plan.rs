@@ -9,13 +9,13 @@
 use std::ops::Range;
 
 use crate::ids::IdKeys;
-use crate::mix::CallSpec;
+use crate::mix::{CallSpec, Mix};
 use crate::spans::{build_call, SpanOut};
 
 /// The request plan of a run.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    seed: u64,
+    mix: Mix,
     keys: IdKeys,
     calls_per_request: u64,
     limit: Option<u64>,
@@ -50,17 +50,16 @@ pub struct Built {
 impl Plan {
     /// A plan: `spans_per_request` is the target batch size, `limit` the
     /// number of calls (None: until stopped).
-    pub fn new(seed: u64, spans_per_request: usize, limit: Option<u64>) -> Plan {
+    pub fn new(mix: impl Into<Mix>, spans_per_request: usize, limit: Option<u64>) -> Plan {
+        let mix = mix.into();
         // Mean spans per call of this mix, measured on the seed's own calls.
         let sample = 4096u64;
-        let spans: usize = (0..sample)
-            .map(|i| CallSpec::generate(seed, i).span_count())
-            .sum();
+        let spans: usize = (0..sample).map(|i| mix.call(i).span_count()).sum();
         let mean = spans as f64 / sample as f64;
         let k = ((spans_per_request.max(1) as f64) / mean).round().max(1.0) as u64;
         Plan {
-            seed,
-            keys: IdKeys::new(seed),
+            mix,
+            keys: IdKeys::new(mix.seed),
             calls_per_request: k,
             limit,
         }
@@ -78,7 +77,12 @@ impl Plan {
 
     /// The seed.
     pub fn seed(&self) -> u64 {
-        self.seed
+        self.mix.seed
+    }
+
+    /// Call `index` of the run.
+    pub fn call(&self, index: u64) -> CallSpec {
+        self.mix.call(index)
     }
 
     /// Number of requests of a count-limited run.
@@ -110,7 +114,7 @@ impl Plan {
         if t.index > 0 {
             // Wrapper spans deferred from the request before.
             for c in self.calls_in(t.index - 1) {
-                let spec = CallSpec::generate(self.seed, c);
+                let spec = self.mix.call(c);
                 if !self.split(&spec, t.index - 1) {
                     continue;
                 }
@@ -134,7 +138,7 @@ impl Plan {
             return;
         }
         for c in self.calls_in(t.index) {
-            let spec = CallSpec::generate(self.seed, c);
+            let spec = self.mix.call(c);
             let split = self.split(&spec, t.index);
             let from = out.spans.len();
             build_call(
@@ -166,7 +170,7 @@ impl Plan {
         if t.index > 0 {
             v.extend(
                 self.calls_in(t.index - 1)
-                    .filter(|&c| self.split(&CallSpec::generate(self.seed, c), t.index - 1)),
+                    .filter(|&c| self.split(&self.mix.call(c), t.index - 1)),
             );
         }
         if !t.tail {

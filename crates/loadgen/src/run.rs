@@ -45,6 +45,10 @@ pub struct Config {
     pub bearer: Option<String>,
     /// Seed of the traffic mix and ids.
     pub seed: u64,
+    /// Share of calls (out of 100) turned into 529s ([`crate::Mix`]).
+    pub overloaded_percent: u64,
+    /// Organisations the calls are spread over, 1 to 4 ([`crate::Mix`]).
+    pub organizations: usize,
     /// Retries of one request before it counts as failed.
     pub max_retries: u32,
     /// Longest wait before a retry (caps `Retry-After`).
@@ -67,6 +71,8 @@ impl Default for Config {
             spans_per_request: 100,
             bearer: None,
             seed: 1,
+            overloaded_percent: 0,
+            organizations: crate::mix::ORGANIZATIONS,
             max_retries: 10,
             max_retry_wait: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
@@ -286,7 +292,12 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         Stop::Count(n) => Some(n),
         Stop::Duration(_) => None,
     };
-    let plan = Plan::new(config.seed, config.spans_per_request, limit);
+    let mix = crate::Mix {
+        seed: config.seed,
+        overloaded_percent: config.overloaded_percent,
+        organizations: config.organizations,
+    };
+    let plan = Plan::new(mix, config.spans_per_request, limit);
     let calls_per_request = plan.calls_per_request();
     let shared = Arc::new(Shared {
         plan,

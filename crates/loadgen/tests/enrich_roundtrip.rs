@@ -153,3 +153,42 @@ fn seeds_are_deterministic_and_distinct() {
     }
     assert_eq!(e.finish().len(), 400);
 }
+
+#[test]
+fn overload_burst_on_one_organization_is_what_the_records_show() {
+    let n = 2000;
+    let mix = claudewatch_loadgen::Mix {
+        seed: 5,
+        overloaded_percent: 60,
+        organizations: 1,
+    };
+    let bodies = request_bodies(mix, n, 50, Format::Protobuf, BASE);
+    let exp = expected(mix, n, 50);
+    let overloaded = exp.outcomes.get("overloaded").copied().unwrap_or(0);
+    assert!(
+        overloaded > n / 2,
+        "60 % overloaded on top of the mix: {exp:?}"
+    );
+    let mut e = Enricher::new(EnrichConfig::default());
+    for b in &bodies {
+        e.push_traces_protobuf(b).expect("decodes");
+    }
+    let records = e.finish();
+    check(&records, &exp);
+    let orgs: HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r.organization_id.as_deref())
+        .collect();
+    assert_eq!(orgs.len(), 1, "one organisation: {orgs:?}");
+    let default_orgs: HashSet<String> = {
+        let mut e = Enricher::new(EnrichConfig::default());
+        for b in &request_bodies(5, n, 50, Format::Protobuf, BASE) {
+            e.push_traces_protobuf(b).expect("decodes");
+        }
+        e.finish()
+            .into_iter()
+            .filter_map(|r| r.organization_id)
+            .collect()
+    };
+    assert_eq!(default_orgs.len(), 4, "the default mix spreads over four");
+}

@@ -82,6 +82,14 @@ pub struct LoadgenArgs {
     /// calls (a receiver then merges them as duplicates). Default: from the clock.
     #[arg(long)]
     seed: Option<u64>,
+    /// Turn this share of the calls (0-100) into 529 overloaded_error, on top
+    /// of the mix's own: a platform overload burst.
+    #[arg(long, default_value_t = 0, value_name = "PERCENT", value_parser = clap::value_parser!(u64).range(0..=100))]
+    overloaded_percent: u64,
+    /// Spread the calls over this many organisations (1-4); 1 puts every
+    /// request on one organisation's quota (requests per day climb fastest).
+    #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4))]
+    organizations: u64,
     /// Retries of one request before it counts as failed.
     #[arg(long, default_value_t = 10)]
     max_retries: u32,
@@ -156,6 +164,8 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         spans_per_request: args.spans_per_request,
         bearer: args.bearer,
         seed,
+        overloaded_percent: args.overloaded_percent,
+        organizations: args.organizations as usize,
         max_retries: args.max_retries,
         max_retry_wait: args.max_retry_wait,
         timeout: args.timeout,
@@ -185,8 +195,13 @@ fn write_bodies(args: &LoadgenArgs, seed: u64, dir: &std::path::Path) -> anyhow:
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mix = claudewatch_loadgen::Mix {
+        seed,
+        overloaded_percent: args.overloaded_percent,
+        organizations: args.organizations as usize,
+    };
     let bodies =
-        claudewatch_loadgen::request_bodies(seed, calls, args.spans_per_request, format, base);
+        claudewatch_loadgen::request_bodies(mix, calls, args.spans_per_request, format, base);
     for (i, body) in bodies.iter().enumerate() {
         let path = dir.join(format!("{i:08}-traces.{ext}"));
         std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
