@@ -6,6 +6,7 @@ mod cmd;
 mod config;
 mod metrics;
 mod pipeline;
+mod report;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Create or upgrade the ClickHouse schema (idempotent; see --help).
     Migrate(cmd::migrate::MigrateArgs),
+    /// Summarise a time range from ClickHouse: cost, errors (429 vs 529), TTFT, RPD (see --help).
+    Report(cmd::report::ReportArgs),
     /// Print the built-in price table (TOML), a starting point for --prices.
     Prices,
     /// Send realistic OTLP traffic about Claude calls and count what was acknowledged (see --help).
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Loadgen(args) => cmd::loadgen::run(args),
         Command::Migrate(args) => cmd::migrate::run(args),
+        Command::Report(args) => cmd::report::run(args),
         Command::Prices => {
             print!("{}", claudewatch_enrich::pricing::DEFAULT_PRICES_TOML);
             Ok(ExitCode::SUCCESS)

@@ -22,6 +22,17 @@ database whose schema is newer than this claudewatch knows, changing nothing. Al
 brings llm_calls' TTL to sink.clickhouse.ttl_days. Settings come from the same layers \
 as serve's: defaults < --config FILE < CLAUDEWATCH_SINK__CLICKHOUSE__<KEY> < flags.")]
 pub struct MigrateArgs {
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+    /// Days llm_calls keeps rows, 0 for ever [sink.clickhouse.ttl_days].
+    #[arg(long, value_name = "DAYS")]
+    ttl_days: Option<u32>,
+}
+
+/// The ClickHouse connection flags, shared by `migrate` and `report`: the
+/// config file and the `[sink.clickhouse]` keys `serve` reads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClickHouseArgs {
     /// Config file (TOML), as for serve.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -38,29 +49,34 @@ pub struct MigrateArgs {
     /// CLAUDEWATCH_SINK__CLICKHOUSE__PASSWORD.
     #[arg(long, value_name = "PASSWORD")]
     password: Option<String>,
-    /// Days llm_calls keeps rows, 0 for ever [sink.clickhouse.ttl_days].
-    #[arg(long, value_name = "DAYS")]
-    ttl_days: Option<u32>,
+}
+
+impl ClickHouseArgs {
+    /// The configuration from the layers (defaults < --config FILE <
+    /// CLAUDEWATCH_<SECTION>__<KEY> < these flags and the keys of `extra`).
+    pub fn load(&self, mut extra: Overrides) -> anyhow::Result<Config> {
+        let keys = [
+            ("url", &self.url),
+            ("database", &self.database),
+            ("user", &self.user),
+            ("password", &self.password),
+        ];
+        for (key, value) in keys {
+            if let Some(v) = value {
+                extra.set(&format!("sink.clickhouse.{key}"), v.clone());
+            }
+        }
+        config::load(self.config.as_deref(), &extra)
+    }
 }
 
 /// Runs the command.
 pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let mut o = Overrides::default();
-    let keys = [
-        ("url", args.url.clone()),
-        ("database", args.database.clone()),
-        ("user", args.user.clone()),
-        ("password", args.password.clone()),
-    ];
-    for (key, value) in keys {
-        if let Some(v) = value {
-            o.set(&format!("sink.clickhouse.{key}"), v);
-        }
-    }
     if let Some(v) = args.ttl_days {
         o.set("sink.clickhouse.ttl_days", v);
     }
-    let config = config::load(args.config.as_deref(), &o)?;
+    let config = args.clickhouse.load(o)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

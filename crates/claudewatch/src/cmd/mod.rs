@@ -3,6 +3,7 @@
 pub mod enrich;
 pub mod loadgen;
 pub mod migrate;
+pub mod report;
 pub mod serve;
 
 use anyhow::Context;
