@@ -1,20 +1,26 @@
 # claudewatch — the two commands a newcomer needs:
-#   make run    build, then run the main job on the bundled real-client captures
+#   make run    local ClickHouse + claudewatch serve + demo traffic, then a report (Ctrl-C stops)
 #   make test   the whole test suite (what CI runs)
 
 SHARED ?= $(abspath ../shared)
 CARGO  ?= cargo
 export CLAUDEWATCH_SHARED := $(SHARED)
 
-.PHONY: all build run test test-realclients bench-serve lint bench bench-instructions fuzz clean
+.PHONY: all build run run-fixtures test test-realclients bench-serve lint bench bench-instructions fuzz clean
 
 all: build
 
 build:
 	$(CARGO) build --release --locked
 
-## run: enrich every real-client capture in ../shared/fixtures and show the call records.
-run: build
+## run: the whole product here: local ClickHouse + migrate + serve + demo traffic (the real
+## Anthropic SDK against a fake Claude API, the load generator with a 529 burst and a quota
+## climb), then `claudewatch report`; Ctrl-C stops everything (deploy/demo/run.sh).
+run:
+	bash deploy/demo/run.sh
+
+## run-fixtures: enrich every real-client capture in ../shared/fixtures and show the call records.
+run-fixtures: build
 	@for dir in $(SHARED)/fixtures/*/; do \
 	  client=$$(basename $$dir); \
 	  echo "== $$client"; \

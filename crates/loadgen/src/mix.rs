@@ -224,7 +224,7 @@ impl Mix {
     pub fn call(&self, index: u64) -> CallSpec {
         let mut spec = CallSpec::generate(self.seed, index);
         if self.overloaded_percent > 0
-            && Rng::for_call(self.seed ^ 0x0b5e_55ed_529, index).percent(self.overloaded_percent)
+            && Rng::for_call(self.seed ^ 0x0b5e_55ed_0529, index).percent(self.overloaded_percent)
         {
             spec.scenario = Scenario::Overloaded;
             spec.stream_helper = false;
