@@ -6,7 +6,7 @@ SHARED ?= $(abspath ../shared)
 CARGO  ?= cargo
 export CLAUDEWATCH_SHARED := $(SHARED)
 
-.PHONY: all build run run-fixtures test test-realclients bench-serve lint bench bench-instructions fuzz clean
+.PHONY: all build run run-fixtures test test-realclients bench-serve bench-clickhouse lint bench bench-instructions fuzz clean
 
 all: build
 
@@ -61,9 +61,15 @@ bench-instructions:
 	  echo "$$m: $$(( (n - base) / 20000 )) instructions/span"; \
 	done
 
+## bench-clickhouse: loadgen -> serve -> local ClickHouse rows/s (zero loss checked) vs the same rows inserted raw.
+bench-clickhouse:
+	$(CARGO) build --release --locked -p claudewatch
+	sh bench/clickhouse.sh $(BENCH_CALLS)
+
 ## fuzz: run each decoder fuzz target for FUZZ_SECONDS (needs cargo-fuzz).
 FUZZ_SECONDS ?= 60
 BENCH_SECONDS ?= 15
+BENCH_CALLS ?= 200000
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in decode_protobuf decode_json enrich_any zero_copy_equivalence http_body; do \

@@ -1,0 +1,78 @@
+#!/bin/sh
+# The storage benchmark (not a test): `claudewatch loadgen` -> `claudewatch
+# serve` with the ClickHouse sink -> the local ClickHouse (deploy/local), with
+# zero loss checked (rows stored = calls acknowledged); then the ceiling: the
+# same rows, exported as RowBinary, inserted raw into a second database with
+# the same schema and rollups, in one HTTP insert, on the same server in the
+# same run. Results: target/bench-clickhouse/results.txt.
+#
+# Usage: bench/clickhouse.sh [CALLS]   (make bench-clickhouse; default 200000)
+set -eu
+CALLS=${1:-200000}
+BIN=${BIN:-target/release/claudewatch}
+OUT=target/bench-clickhouse
+PORT=18123
+HTTP=127.0.0.1:14318
+CH=http://127.0.0.1:$PORT
+rm -rf "$OUT"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.txt"
+: >"$RESULTS"
+say() { echo "$*" | tee -a "$RESULTS"; }
+q() { curl -sf "$CH/" --data-binary "$1"; }
+now() { date +%s.%N; }
+
+sh deploy/local/venv.sh
+PYTHONPATH=deploy/local target/local-clickhouse/venv/bin/python -m chserver --port $PORT \
+  --data "$OUT/ch" 2>"$OUT/chserver.log" &
+CHPID=$!
+SERVE=""
+trap 'kill $SERVE $CHPID 2>/dev/null || true' EXIT
+i=0
+until curl -sf "$CH/ping" >/dev/null 2>&1; do
+  i=$((i + 1)); [ $i -lt 300 ] || { echo "chserver did not start" >&2; exit 1; }
+  sleep 0.1
+done
+"$BIN" migrate --url "$CH" --database e2e --ttl-days 0 2>>"$OUT/migrate.log"
+"$BIN" migrate --url "$CH" --database raw --ttl-days 0 2>>"$OUT/migrate.log"
+
+CLAUDEWATCH_SINK__KIND=clickhouse CLAUDEWATCH_SINK__CLICKHOUSE__URL=$CH \
+CLAUDEWATCH_SINK__CLICKHOUSE__DATABASE=e2e CLAUDEWATCH_SINK__CLICKHOUSE__TTL_DAYS=0 \
+CLAUDEWATCH_SINK__CLICKHOUSE__JOURNAL_DIR=$OUT/journal \
+CLAUDEWATCH_SINK__CLICKHOUSE__DEAD_LETTER_PATH=$OUT/dead.jsonl \
+  "$BIN" serve --http-listen "$HTTP" --grpc-listen 127.0.0.1:0 --spool-dir "$OUT/spool" \
+  --log-format json 2>"$OUT/serve.log" &
+SERVE=$!
+i=0
+until curl -sf "http://$HTTP/readyz" >/dev/null 2>&1; do
+  i=$((i + 1)); [ $i -lt 100 ] || { echo "serve did not start" >&2; exit 1; }
+  sleep 0.1
+done
+
+say "storage benchmark: $CALLS calls, loadgen -> serve -> local ClickHouse (2 cores shared), $(date -u +%FT%TZ)"
+start=$(now)
+"$BIN" loadgen --quiet --count "$CALLS" --seed 11 --endpoint "http://$HTTP" --concurrency 8 \
+  --summary-json "$OUT/loadgen.json" 2>"$OUT/loadgen.log"
+acked=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["calls_acked"])' "$OUT/loadgen.json")
+stored=0
+until [ "$stored" -ge "$acked" ]; do
+  sleep 0.05
+  stored=$(q "SELECT count() FROM e2e.llm_calls")
+done
+end=$(now)
+kill -TERM "$SERVE"; wait "$SERVE" || true; SERVE=""
+stored=$(q "SELECT count() FROM e2e.llm_calls")
+hourly=$(q "SELECT sum(calls) FROM e2e.llm_calls_hourly")
+verdict=ok; [ "$stored" = "$acked" ] && [ "$hourly" = "$acked" ] || verdict=MISMATCH
+e2e=$(python3 -c "print(round($acked / ($end - $start)))")
+say "$(printf 'end to end:  %8d rows/s  (%d calls acked, %d rows stored, %d in the hourly rollup: %s)' "$e2e" "$acked" "$stored" "$hourly" "$verdict")"
+
+# The ceiling: the same rows, raw, in one insert into the same schema and rollups.
+curl -sf "$CH/" --data-binary "SELECT * FROM e2e.llm_calls FORMAT RowBinary" -o "$OUT/rows.bin"
+start=$(now)
+curl -sf "$CH/?query=INSERT%20INTO%20raw.llm_calls%20FORMAT%20RowBinary" --data-binary "@$OUT/rows.bin" >/dev/null
+end=$(now)
+raw_rows=$(q "SELECT count() FROM raw.llm_calls")
+raw=$(python3 -c "print(round($raw_rows / ($end - $start)))")
+say "$(printf 'raw insert:  %8d rows/s  (%d rows, %s MB of RowBinary, one insert)' "$raw" "$raw_rows" "$(python3 -c "import os; print(round(os.path.getsize('$OUT/rows.bin') / 1e6, 1))")")"
+say "$(python3 -c "print(f'ratio end to end / raw: {$e2e / $raw:.2f} (goal: at least 0.7)')")"
