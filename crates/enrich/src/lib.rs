@@ -27,7 +27,9 @@ pub use claudewatch_model::CallRecord;
 pub use extract::ExtractStats;
 pub use observation::Observation;
 pub use pricing::PriceTable;
-pub use window::{MergeWindow, Origin, Sealed, WindowLimits, WindowStats};
+pub use window::{
+    extract_request, Extracted, MergeWindow, Origin, Sealed, WindowLimits, WindowStats,
+};
 
 use claudewatch_otlp::ExportRequest;
 

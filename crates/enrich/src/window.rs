@@ -18,9 +18,59 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use claudewatch_otlp::ExportRequest;
+use claudewatch_otlp::{decode, DecodeError, Encoding, ExportRequest, Signal};
 
-use crate::{extract, records_of_groups, CallRecord, EnrichConfig, ExtractStats, Observation};
+use crate::{
+    extract, records_of_groups, AttributeLimits, CallRecord, EnrichConfig, ExtractStats,
+    Observation,
+};
+
+/// The observations of one request, extracted (attribute caps applied) but
+/// not yet in a window: extraction can run on another thread than the
+/// window's, and what could not be made durable is simply dropped.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    observations: Vec<Observation>,
+    /// What the extraction counted: items, rejections, attribute caps.
+    pub stats: ExtractStats,
+}
+
+impl Extracted {
+    /// Observations extracted.
+    pub fn len(&self) -> usize {
+        self.observations.len()
+    }
+
+    /// True when the request held nothing about a Claude call.
+    pub fn is_empty(&self) -> bool {
+        self.observations.is_empty()
+    }
+}
+
+/// Decodes and extracts one request (protobuf traces zero-copy when
+/// canonical), applying `limits` to the attributes kept.
+pub fn extract_request(
+    signal: Signal,
+    encoding: Encoding,
+    body: &[u8],
+    limits: &AttributeLimits,
+) -> Result<Extracted, DecodeError> {
+    let mut x = Extracted::default();
+    let mut seq = 0;
+    match (signal, encoding) {
+        (Signal::Traces, Encoding::Protobuf) => {
+            let mut holder = None;
+            let batch = claudewatch_otlp::trace_batch_protobuf(body, &mut holder)?;
+            extract::extract_traces(&batch, &mut seq, &mut x.stats, &mut x.observations);
+        }
+        _ => {
+            let req = decode(signal, encoding, body)?;
+            extract::extract(&req, &mut seq, &mut x.stats, &mut x.observations);
+        }
+    }
+    limits.apply(&mut x.observations, &mut x.stats);
+    Ok(x)
+}
 
 /// Where an observation came from: a spool entry and its position there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -263,6 +313,19 @@ impl MergeWindow {
         Ok(self.admit(from, entry, now_ns))
     }
 
+    /// Adds the observations of a request extracted elsewhere
+    /// ([`extract_request`]), as spool entry `entry` arriving at `now_ns`;
+    /// returns how many there were (their ordinals are `0..n`).
+    pub fn admit_extracted(&mut self, x: Extracted, entry: u64, now_ns: u64) -> u32 {
+        let from = self.pending.len();
+        for mut o in x.observations {
+            o.seq = self.seq;
+            self.seq += 1;
+            self.pending.push(o);
+        }
+        self.admit_capped(from, entry, now_ns)
+    }
+
     /// Drops the observations pushed since `mark` whose ordinal `skip` names
     /// (a replay skipping what was stored before a crash).
     pub fn skip_since(&mut self, mark: Mark, skip: impl Fn(Origin) -> bool) {
@@ -283,6 +346,11 @@ impl MergeWindow {
         self.config
             .attribute_limits
             .apply(&mut self.pending[from..], &mut self.stats.extract);
+        self.admit_capped(from, entry, now_ns)
+    }
+
+    /// [`Self::admit`] for observations whose attributes are already capped.
+    fn admit_capped(&mut self, from: usize, entry: u64, now_ns: u64) -> u32 {
         let mut ordinal = 0u32;
         let mut keep = from;
         for i in from..self.pending.len() {

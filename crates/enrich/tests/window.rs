@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use claudewatch_enrich::{CallRecord, EnrichConfig, Enricher, MergeWindow, Origin, WindowLimits};
+use claudewatch_enrich::{
+    extract_request, CallRecord, EnrichConfig, Enricher, MergeWindow, Origin, WindowLimits,
+};
 use claudewatch_otlp::{decode, Encoding, ExportRequest, Signal};
 
 const MS: u64 = 1_000_000;
@@ -18,8 +20,8 @@ fn shared() -> std::path::PathBuf {
         })
 }
 
-/// The requests of one fixture client, in capture order.
-fn requests(client: &str) -> Vec<ExportRequest> {
+/// The request bodies of one fixture client, in capture order.
+fn bodies(client: &str) -> Vec<(Signal, Encoding, Vec<u8>)> {
     let dir = shared().join("fixtures").join(client);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -47,8 +49,16 @@ fn requests(client: &str) -> Vec<ExportRequest> {
             } else {
                 Encoding::Json
             };
-            decode(signal, encoding, &std::fs::read(p).unwrap()).unwrap()
+            (signal, encoding, std::fs::read(p).unwrap())
         })
+        .collect()
+}
+
+/// The requests of one fixture client, in capture order.
+fn requests(client: &str) -> Vec<ExportRequest> {
+    bodies(client)
+        .iter()
+        .map(|(signal, encoding, body)| decode(*signal, *encoding, body).unwrap())
         .collect()
 }
 
@@ -105,6 +115,39 @@ fn request_by_request_equals_all_at_once_for_every_client() {
         );
         let observations = w.stats().calls + w.stats().merged;
         assert_eq!(sealed.origins.len() as u64, observations, "{client}");
+    }
+}
+
+#[test]
+fn extracted_elsewhere_then_admitted_equals_pushed_for_every_client() {
+    for client in [
+        "anthropic-native",
+        "traceloop",
+        "openlit",
+        "claude-code-json",
+    ] {
+        let config = EnrichConfig::default();
+        let mut w = MergeWindow::new(config.clone(), limits());
+        let mut now = 1_000_000 * MS;
+        let mut observations = 0;
+        for (i, (signal, encoding, body)) in bodies(client).iter().enumerate() {
+            let x = extract_request(*signal, *encoding, body, &config.attribute_limits).unwrap();
+            observations += x.len() as u32;
+            assert_eq!(x.stats.rejected_total(), 0, "{client}");
+            w.admit_extracted(x, i as u64, now);
+            now += 100 * MS;
+        }
+        assert_eq!(
+            w.len() as u32,
+            observations,
+            "{client}: every observation admitted"
+        );
+        let sealed = w.seal(now + AGE, false);
+        assert_eq!(
+            json(&sealed.records),
+            json(&batch(&requests(client))),
+            "{client}: extraction on its own differs from the window's"
+        );
     }
 }
 
