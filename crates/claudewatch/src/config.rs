@@ -53,8 +53,9 @@ pub struct PipelineConfig {
     pub retry_after_secs: u32,
     /// Requests processed together and made durable with one spool fsync.
     pub max_batch_requests: usize,
-    /// Decompressed request bytes allowed to wait in the queue (the memory
-    /// limit); beyond it, clients get 503 + Retry-After.
+    /// Decompressed request bytes allowed to wait in the queue or, spooled,
+    /// for the merge window's thread (the memory limit); beyond it, clients
+    /// get 503 + Retry-After.
     pub max_queued_bytes: usize,
     /// Records sealed but not confirmed by a failing sink beyond which new
     /// data is refused with 503 + Retry-After.

@@ -164,6 +164,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             },
             drain_timeout: Duration::from_secs(config.server.shutdown_timeout_secs)
                 .saturating_sub(Duration::from_secs(1)),
+            worker_backlog_batches: pipeline::WORKER_BACKLOG_BATCHES,
         },
         EnrichConfig {
             prices,

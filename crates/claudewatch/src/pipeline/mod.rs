@@ -9,10 +9,17 @@
 //! spool replays what the checkpoint does not cover, so every acknowledged
 //! call is stored, and stored once.
 //!
+//! Two threads: `ingest` extracts, spools and answers; `worker` merges,
+//! seals, stores and checkpoints, so an answer never waits for a seal or a
+//! sink write. A request's bytes count against the memory limit from its
+//! admission until the worker took its observations.
+//!
 //! Backpressure, all answered with a retryable refusal: the queue is full
-//! (requests), the queued bodies exceed the memory limit (bytes), the spool is
-//! full, or the sink is behind (records sealed but not stored).
+//! (requests), the queued bodies exceed the memory limit (bytes: in the queue
+//! or waiting for the worker), the spool is full, or the sink is behind
+//! (records sealed but not stored).
 
+mod ingest;
 mod progress;
 #[cfg(test)]
 mod tests;
@@ -20,7 +27,7 @@ mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,6 +39,11 @@ use claudewatch_spool::{Spool, SpoolConfig};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
+
+/// Spooled batches (each up to `max_batch_requests` requests) waiting for the
+/// worker at most, by default; the memory limit normally binds first (a seal
+/// holds the worker for a few hundred milliseconds at full load).
+pub const WORKER_BACKLOG_BATCHES: usize = 1024;
 
 /// Settings of the pipeline.
 #[derive(Debug, Clone)]
@@ -54,6 +66,8 @@ pub struct PipelineSettings {
     pub spool: SpoolConfig,
     /// How long the drain at shutdown keeps retrying a failing sink.
     pub drain_timeout: Duration,
+    /// Spooled batches that may wait for the worker ([`WORKER_BACKLOG_BATCHES`]).
+    pub worker_backlog_batches: usize,
 }
 
 struct Job {
@@ -121,12 +135,23 @@ pub fn start(
         queued_bytes: AtomicUsize::new(0),
         sink_backlogged: AtomicBool::new(false),
     });
-    let mut worker = worker::Worker::new(rx, sink, spool, enrich, shared.clone());
+    let spool = Arc::new(Mutex::new(spool));
+    let (to_worker, from_ingest) =
+        mpsc::sync_channel(shared.settings.worker_backlog_batches.max(1));
+    let limits = enrich.attribute_limits;
+    let mut worker = worker::Worker::new(from_ingest, sink, spool.clone(), enrich, shared.clone());
     worker.replay().context("replaying the spool")?;
+    let ingest = ingest::Ingest::new(rx, spool, limits, shared.clone(), to_worker);
+    std::thread::Builder::new()
+        .name("claudewatch-ingest".into())
+        .spawn(move || ingest.run())
+        .context("starting the ingest thread")?;
+    // The worker ends once the ingest thread ended (its channel closed) and
+    // it drained: joining it is joining the pipeline.
     let handle = std::thread::Builder::new()
         .name("claudewatch-enrich".into())
         .spawn(move || worker.run())
-        .context("starting the pipeline thread")?;
+        .context("starting the pipeline worker thread")?;
     Ok((Pipeline { tx, shared }, handle))
 }
 

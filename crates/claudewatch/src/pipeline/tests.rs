@@ -1,6 +1,8 @@
 //! Admission under pressure, deterministically: a sink that blocks until the
-//! test releases it holds the worker, so the queue and the memory limit fill
-//! exactly when the test says, and a retry after the release succeeds.
+//! test releases it holds the worker; the ingest thread goes on answering
+//! until the worker's channel is full, then waits, so the queue and the
+//! memory limit fill exactly when the test says, and a retry after the
+//! release succeeds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,6 +28,8 @@ use crate::metrics::Metrics;
 /// A sink whose `write` waits for a token from the test.
 struct GatedSink {
     gate: Arc<Mutex<mpsc::Receiver<()>>>,
+    /// Writes begun (the worker is held from the first).
+    entered: Arc<std::sync::atomic::AtomicUsize>,
     written: Arc<Mutex<Vec<CallRecord>>>,
 }
 
@@ -34,6 +38,8 @@ impl Sink for GatedSink {
         "gated"
     }
     fn write(&mut self, records: &[CallRecord]) -> Result<(), SinkError> {
+        self.entered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.gate.lock().unwrap().recv().ok();
         self.written.lock().unwrap().extend_from_slice(records);
         Ok(())
@@ -107,13 +113,14 @@ async fn a_full_queue_pushes_back_then_the_retry_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_limit_pushes_back_then_the_retry_succeeds() {
-    // Room for one queued request's bytes; the queue itself has room for two.
+    // Room for one request's bytes; the queue itself has room for two.
     push_back_then_success(call(0).len() + 1, "memory limit").await;
 }
 
 async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
     let spool = tempfile_dir();
     let queue_capacity = if expected == "queue full" { 1 } else { 2 };
+    let worker_backlog_batches = if expected == "queue full" { 1 } else { 1024 };
     let settings = PipelineSettings {
         queue_capacity,
         max_batch_requests: 1,
@@ -131,11 +138,14 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
             max_bytes: 1 << 30,
         },
         drain_timeout: Duration::from_secs(5),
+        worker_backlog_batches,
     };
     let (release, gate) = mpsc::channel();
     let written = Arc::new(Mutex::new(Vec::new()));
+    let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sink = GatedSink {
         gate: Arc::new(Mutex::new(gate)),
+        entered: entered.clone(),
         written: written.clone(),
     };
     let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
@@ -144,18 +154,46 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
 
     // A is spooled and answered; the worker then seals it and blocks in the sink.
     assert!(accepted(&pipeline.submit(submission(0)).await));
-    // B takes the queue's only slot (and all of its byte budget).
-    let p = pipeline.clone();
-    let b = tokio::spawn(async move { p.submit(submission(1)).await });
     let mut waited = 0;
-    while pipeline.shared.metrics.queue_depth.get() < 1 {
+    while entered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
         waited += 1;
-        assert!(waited < 1000, "B never reached the queue");
+        assert!(waited < 1000, "A never reached the sink");
     }
+    // Answers go on while the worker is held, until what waits for it reaches
+    // a limit: its channel (then the ingest thread waits, a request B stays in
+    // the queue and takes its only slot), or the memory limit (the bytes of
+    // the requests passed on count until the worker takes them).
+    let mut n = 1;
+    let mut b = None;
+    let c = loop {
+        assert!(n < 100, "nothing pushed back while the worker is held");
+        let p = pipeline.clone();
+        let job = tokio::spawn(async move { p.submit(submission(n)).await });
+        let mut waited = 0;
+        let stuck = loop {
+            if job.is_finished() {
+                break false;
+            }
+            if pipeline.shared.metrics.queue_depth.get() >= 1 && waited >= 40 {
+                break true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            waited += 1;
+            assert!(waited < 1000, "request {n} neither answered nor queued");
+        };
+        if stuck {
+            b = Some(job);
+            break n + 1;
+        }
+        match job.await.unwrap() {
+            Err(Refusal::Busy { .. }) => break n,
+            other => assert!(accepted(&other), "request {n}: {other:?}"),
+        }
+        n += 1;
+    };
     // C: the queue is full, or the memory limit is reached: a retryable refusal.
-    // (With room for two, B is alone in the queue: only the byte budget refuses C.)
-    match pipeline.submit(submission(2)).await {
+    match pipeline.submit(submission(c)).await {
         Err(Refusal::Busy {
             retry_after_secs,
             reason,
@@ -166,20 +204,32 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
         other => panic!("expected a retryable refusal, got {other:?}"),
     }
     // The sink moves again: B is answered, and C's retry succeeds.
-    for _ in 0..10 {
-        release.send(()).unwrap();
-    }
-    assert!(accepted(&b.await.unwrap()));
-    assert!(accepted(&pipeline.submit(submission(2)).await));
-    drop(pipeline);
-    tokio::task::spawn_blocking(move || {
-        for _ in 0..10 {
-            let _ = release.send(());
+    let releaser = std::thread::spawn(move || {
+        while release.send(()).is_ok() {
+            std::thread::sleep(Duration::from_millis(1));
         }
-        worker.join().unwrap()
-    })
-    .await
-    .unwrap();
+    });
+    if let Some(b) = b {
+        assert!(accepted(&b.await.unwrap()));
+    }
+    // C's retry succeeds once the worker took what held the limit.
+    let mut retries = 0;
+    loop {
+        match pipeline.submit(submission(c)).await {
+            Err(Refusal::Busy { .. }) if retries < 250 => {
+                retries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => {
+                assert!(accepted(&other), "C's retry: {other:?}");
+                break;
+            }
+        }
+    }
+    drop(pipeline);
+    tokio::task::spawn_blocking(move || worker.join().unwrap())
+        .await
+        .unwrap();
     let mut ids: Vec<String> = written
         .lock()
         .unwrap()
@@ -187,7 +237,11 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
         .map(|r| r.request_id.clone().unwrap())
         .collect();
     ids.sort();
-    assert_eq!(ids, vec!["req_gate_0", "req_gate_1", "req_gate_2"]);
+    let mut want: Vec<String> = (0..=c).map(|i| format!("req_gate_{i}")).collect();
+    want.sort();
+    assert_eq!(ids, want, "every answered request written once");
+    // The sink is gone with the worker: the releaser's sends fail and it ends.
+    releaser.join().unwrap();
     std::fs::remove_dir_all(spool).unwrap();
 }
 

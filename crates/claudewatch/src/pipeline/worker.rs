@@ -1,24 +1,21 @@
-//! The pipeline thread: takes queued requests in batches, extracts them into
-//! the merge windows, spools them (one fsync per batch) and answers; seals
-//! aged calls into records, stores them and moves the spool's checkpoint.
+//! The worker thread: puts what the ingest thread spooled into the merge
+//! windows, seals aged calls into records, stores them and moves the spool's
+//! checkpoint; replays the spool at start and drains at shutdown.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use claudewatch_enrich::{
-    CallRecord, EnrichConfig, ExtractStats, MergeWindow, Origin, WindowStats,
-};
-use claudewatch_ingest::{Refusal, Submission, Verdict};
+use claudewatch_enrich::{CallRecord, EnrichConfig, MergeWindow, Origin, WindowStats};
 use claudewatch_otlp::{decode, DecodeError, Encoding, Signal};
 use claudewatch_sink::Sink;
-use claudewatch_spool::{Entry, Spool, SpoolError};
+use claudewatch_spool::{Spool, SpoolError};
 
+use super::ingest::{lock, AdmittedBatch};
 use super::progress::Progress;
-use super::{Job, Shared};
-use crate::metrics::{ReasonLabels, SignalLabels};
+use super::Shared;
 
 /// Longest wait between two attempts to store records in a failing sink.
 const MAX_SINK_BACKOFF: Duration = Duration::from_secs(5);
@@ -32,9 +29,12 @@ struct Unstored {
 }
 
 pub(super) struct Worker {
-    rx: Receiver<Job>,
+    rx: Receiver<AdmittedBatch>,
     sink: Box<dyn Sink>,
-    spool: Spool,
+    spool: Arc<Mutex<Spool>>,
+    /// One past the last spool entry put into a window: entries from here on
+    /// are spooled but not admitted yet, so a checkpoint must replay them.
+    admitted_next_seq: u64,
     enrich: EnrichConfig,
     shared: Arc<Shared>,
     windows: HashMap<Option<String>, MergeWindow>,
@@ -48,14 +48,6 @@ pub(super) struct Worker {
     reported: WindowStats,
 }
 
-fn signal_code(s: Signal) -> u8 {
-    match s {
-        Signal::Traces => 0,
-        Signal::Logs => 1,
-        Signal::Metrics => 2,
-    }
-}
-
 fn signal_of(code: u8) -> Option<Signal> {
     match code {
         0 => Some(Signal::Traces),
@@ -65,25 +57,12 @@ fn signal_of(code: u8) -> Option<Signal> {
     }
 }
 
-fn encoding_code(e: Encoding) -> u8 {
-    match e {
-        Encoding::Protobuf => 0,
-        Encoding::Json => 1,
-    }
-}
-
 fn encoding_of(code: u8) -> Option<Encoding> {
     match code {
         0 => Some(Encoding::Protobuf),
         1 => Some(Encoding::Json),
         _ => None,
     }
-}
-
-fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Extracts one request into `window` as spool entry `entry`.
@@ -103,16 +82,18 @@ fn push(
 
 impl Worker {
     pub(super) fn new(
-        rx: Receiver<Job>,
+        rx: Receiver<AdmittedBatch>,
         sink: Box<dyn Sink>,
-        spool: Spool,
+        spool: Arc<Mutex<Spool>>,
         enrich: EnrichConfig,
         shared: Arc<Shared>,
     ) -> Worker {
+        let admitted_next_seq = lock(&spool).next_seq();
         Worker {
             rx,
             sink,
             spool,
+            admitted_next_seq,
             enrich,
             shared,
             windows: HashMap::new(),
@@ -149,9 +130,12 @@ impl Worker {
 
     /// Puts what the spool holds beyond its checkpoint back into the windows.
     pub(super) fn replay(&mut self) -> Result<(), SpoolError> {
-        let checkpoint = self.spool.checkpoint().clone();
         let mut entries = Vec::new();
-        self.spool.replay(|e| entries.push(e))?;
+        let checkpoint = {
+            let spool = lock(&self.spool);
+            spool.replay(|e| entries.push(e))?;
+            spool.checkpoint().clone()
+        };
         if entries.is_empty() {
             return Ok(());
         }
@@ -194,15 +178,11 @@ impl Worker {
         loop {
             let wait = self.until_next_seal();
             match self.rx.recv_timeout(wait) {
-                Ok(first) => {
-                    let mut jobs = vec![first];
-                    while jobs.len() < self.shared.settings.max_batch_requests {
-                        match self.rx.try_recv() {
-                            Ok(job) => jobs.push(job),
-                            Err(_) => break,
-                        }
+                Ok(batch) => {
+                    self.admit(batch);
+                    while let Ok(batch) = self.rx.try_recv() {
+                        self.admit(batch);
                     }
-                    self.accept(jobs);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -233,90 +213,23 @@ impl Worker {
         wake.max(self.next_seal).saturating_duration_since(now)
     }
 
-    /// Extracts, spools (one fsync) and answers a batch of requests.
-    fn accept(&mut self, jobs: Vec<Job>) {
-        let metrics = self.shared.metrics.clone();
-        metrics.queue_depth.dec_by(jobs.len() as i64);
+    /// Puts spooled requests into their windows.
+    fn admit(&mut self, batch: AdmittedBatch) {
         let now = self.now_ns();
-        let arrived = unix_now_ns();
-        let mut marks = Vec::new();
-        let mut verdicts = Vec::with_capacity(jobs.len());
-        let mut entries = Vec::new();
-        let mut totals = Vec::new();
-        for job in &jobs {
-            let s: &Submission = &job.submission;
-            let seq = self.spool.next_seq() + entries.len() as u64;
-            let window = self.window(&s.tenant);
-            if !marks.iter().any(|(t, _)| t == &s.tenant) {
-                marks.push((s.tenant.clone(), window.mark()));
-            }
-            let before = window.stats().extract.clone();
-            let pushed = push(window, s.signal, s.encoding, &s.body, seq, now);
-            let after = window.stats().extract.clone();
-            verdicts.push(match pushed {
-                Err(e) => Verdict::Invalid(e.to_string()),
-                Ok(total) => {
-                    // Requests with nothing about a Claude call need no spooling.
-                    if total > 0 {
-                        entries.push(Entry {
-                            seq,
-                            signal: signal_code(s.signal),
-                            encoding: encoding_code(s.encoding),
-                            tenant: s.tenant.clone(),
-                            arrived_unix_ns: arrived,
-                            body: s.body.clone(),
-                        });
-                        totals.push((seq, total));
-                    }
-                    self.accepted(s.signal, &before, &after)
-                }
-            });
-        }
-        let spooled = self.spool.append(&entries);
+        let held = self
+            .shared
+            .queued_bytes
+            .fetch_sub(batch.bytes, Ordering::AcqRel);
         self.shared
             .metrics
-            .spool_bytes
-            .set(self.spool.bytes() as i64);
-        let refusal = match spooled {
-            Ok(()) => {
-                for (seq, total) in totals {
-                    self.progress.entry(seq, total, Vec::new());
-                }
-                None
-            }
-            Err(e) => {
-                metrics.spool_errors.inc();
-                tracing::error!(error = %e, requests = entries.len(), "cannot spool: the requests are refused with a retryable answer");
-                for (tenant, mark) in marks {
-                    self.window(&tenant).rollback(mark);
-                }
-                let retry_after_secs = self.shared.settings.retry_after_secs.max(1);
-                Some(match e {
-                    SpoolError::Full { .. } => Refusal::Busy {
-                        retry_after_secs,
-                        reason: e.to_string(),
-                    },
-                    _ => Refusal::Unavailable {
-                        retry_after_secs,
-                        reason: format!("cannot store the request durably: {e}"),
-                    },
-                })
-            }
-        };
-        for (job, verdict) in jobs.into_iter().zip(verdicts) {
-            self.shared
-                .queued_bytes
-                .fetch_sub(job.submission.body.len(), Ordering::AcqRel);
-            let reply = match (&refusal, verdict) {
-                (Some(r), Verdict::Accepted { .. }) => Err(r.clone()),
-                (_, v) => Ok(v),
-            };
-            // The client may have gone away; the data is spooled either way.
-            let _ = job.reply.send(reply);
-        }
-        metrics
             .queued_bytes
-            .set(self.shared.queued_bytes.load(Ordering::Relaxed) as i64);
+            .set(held.saturating_sub(batch.bytes) as i64);
+        for a in batch.items {
+            let window = self.window(&a.tenant);
+            let total = window.admit_extracted(a.extracted, a.seq, now);
+            self.progress.entry(a.seq, total, Vec::new());
+            self.admitted_next_seq = self.admitted_next_seq.max(a.seq + 1);
+        }
         self.report_window();
     }
 
@@ -386,8 +299,14 @@ impl Worker {
                     tracing::info!(records, "the sink recovered: backlog stored");
                 }
                 let position = self.sink.position();
-                let checkpoint = self.progress.checkpoint(self.spool.next_seq(), position);
-                match self.spool.commit(checkpoint) {
+                let checkpoint = self.progress.checkpoint(self.admitted_next_seq, position);
+                let committed = {
+                    let mut spool = lock(&self.spool);
+                    let result = spool.commit(checkpoint);
+                    metrics.spool_bytes.set(spool.bytes() as i64);
+                    result
+                };
+                match committed {
                     // Durable: a restart will not replay what the sink holds up to `position`.
                     Ok(()) => {
                         if let Err(e) = self.sink.committed(position) {
@@ -399,7 +318,6 @@ impl Worker {
                         tracing::error!(error = %e, "cannot write the spool checkpoint: a restart will replay more (no loss, no duplicate)");
                     }
                 }
-                metrics.spool_bytes.set(self.spool.bytes() as i64);
                 metrics
                     .spool_open_entries
                     .set(self.progress.open_entries() as i64);
@@ -448,49 +366,6 @@ impl Worker {
             tracing::info!("pipeline drained: every acknowledged call is stored");
         } else {
             tracing::error!("the sink still fails at the drain deadline: the unstored calls stay in the spool and are replayed at the next start");
-        }
-    }
-
-    fn accepted(&self, signal: Signal, before: &ExtractStats, after: &ExtractStats) -> Verdict {
-        let metrics = &self.shared.metrics;
-        let items = (after.spans + after.log_records + after.metric_points)
-            .saturating_sub(before.spans + before.log_records + before.metric_points);
-        let rejected = after
-            .rejected_total()
-            .saturating_sub(before.rejected_total());
-        metrics.dropped_attributes.inc_by(
-            after
-                .dropped_attributes
-                .saturating_sub(before.dropped_attributes),
-        );
-        metrics.truncated_values.inc_by(
-            after
-                .truncated_values
-                .saturating_sub(before.truncated_values),
-        );
-        metrics
-            .items
-            .get_or_create(&SignalLabels {
-                signal: signal.as_str().into(),
-            })
-            .inc_by(items);
-        let mut reasons = Vec::new();
-        for (reason, n) in &after.rejected {
-            let delta = n.saturating_sub(before.rejected.get(reason).copied().unwrap_or(0));
-            if delta > 0 {
-                metrics
-                    .rejected_items
-                    .get_or_create(&ReasonLabels {
-                        reason: (*reason).into(),
-                    })
-                    .inc_by(delta);
-                reasons.push(format!("{delta} {reason}"));
-            }
-        }
-        Verdict::Accepted {
-            items,
-            rejected,
-            message: reasons.join(", "),
         }
     }
 
