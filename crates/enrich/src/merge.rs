@@ -99,21 +99,28 @@ pub fn group(obs: &[Observation]) -> Grouping {
     let mut g = Groups::new(obs);
 
     // 1 and 2: shared ids.
-    let mut by_request: HashMap<&str, usize> = HashMap::default();
-    let mut by_response: HashMap<&str, usize> = HashMap::default();
+    // Sized up front: a seal groups a whole window, and rehashing maps of
+    // that size showed in profiles.
+    let n = obs.len();
+    let mut by_request: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(n, Default::default());
+    let mut by_response: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(n / 2, Default::default());
     for (i, o) in obs.iter().enumerate() {
         union_by_key(&mut by_request, o.request_id.as_deref(), i, &mut g);
         union_by_key(&mut by_response, o.response_id.as_deref(), i, &mut g);
     }
 
     // 3: parent links within a trace.
-    let mut by_span: HashMap<([u8; 16], [u8; 8]), usize> = HashMap::default();
+    let mut by_span: HashMap<([u8; 16], [u8; 8]), usize> =
+        HashMap::with_capacity_and_hasher(n, Default::default());
     for (i, o) in obs.iter().enumerate() {
         if let (Some(t), Some(s)) = (o.trace_id, o.span_id) {
             by_span.entry((t, s)).or_insert(i);
         }
     }
-    let mut call_children: HashMap<usize, u32> = HashMap::default();
+    let mut call_children: HashMap<usize, u32> =
+        HashMap::with_capacity_and_hasher(n / 2, Default::default());
     for o in obs {
         if let (Some(t), Some(p)) = (o.trace_id, o.parent_span_id) {
             if o.kind().is_call_level() {

@@ -29,8 +29,45 @@ pub fn provider_hint(raw: &str) -> Option<Provider> {
 
 const TIERS: &[&str] = &["opus", "sonnet", "haiku", "instant"];
 
+/// Whether `raw` contains `claude` in any case: every Claude model id does
+/// (the normalised id starts with it and is a piece of the lowercased input).
+fn contains_claude(raw: &str) -> bool {
+    raw.as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"claude"))
+}
+
+/// Whether `raw` is a Claude model id (`normalize(raw).is_some()`), for the
+/// per-span detection path: no allocation for other words, and the answer
+/// for ids already seen by this thread from a small memo.
+pub fn is_claude(raw: &str) -> bool {
+    use std::cell::RefCell;
+    const MEMO_MAX: usize = 4096;
+    thread_local! {
+        static MEMO: RefCell<rustc_hash::FxHashMap<Box<str>, bool>> = RefCell::default();
+    }
+    if !contains_claude(raw) {
+        return false;
+    }
+    MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        if let Some(&known) = memo.get(raw) {
+            return known;
+        }
+        let known = normalize(raw).is_some();
+        if memo.len() >= MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(raw.into(), known);
+        known
+    })
+}
+
 /// Normalises a model id; `None` when it is not a Claude model id.
 pub fn normalize(raw: &str) -> Option<ModelId> {
+    if !contains_claude(raw) {
+        return None;
+    }
     let mut id = raw.trim().to_ascii_lowercase();
     let mut provider = None;
 
@@ -110,6 +147,25 @@ mod tests {
     }
 
     #[test]
+    fn is_claude_agrees_with_normalize() {
+        for id in [
+            "claude-sonnet-4-5",
+            "CLAUDE-3-5-HAIKU-20241022",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "claude-sonnet-4-5@20250929",
+            "gpt-4o",
+            "chat",
+            "claude",
+            "claudette",
+            "",
+        ] {
+            for _ in 0..2 {
+                assert_eq!(is_claude(id), normalize(id).is_some(), "{id}");
+            }
+        }
+    }
+
+    #[test]
     fn dated_aliases_and_suffixes() {
         for (id, family) in [
             ("claude-sonnet-4-5", "claude-sonnet-4-5"),
@@ -173,6 +229,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn never_panics_and_is_idempotent(s in "\\PC{0,60}") {
+            proptest::prop_assert_eq!(is_claude(&s), normalize(&s).is_some());
             if let Some(m) = normalize(&s) {
                 proptest::prop_assert_eq!(normalize(&m.family).map(|x| x.family), Some(m.family.clone()));
             }

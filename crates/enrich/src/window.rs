@@ -120,11 +120,14 @@ struct Waiting {
     origin: Origin,
 }
 
-/// An id a sealed call leaves behind.
+/// An id a sealed call leaves behind. Request and response ids are kept as
+/// 64-bit keyed hashes (SipHash with this process's random keys): no
+/// allocation per id, and a false match, dropping a call as a late duplicate,
+/// would take a 2^-64 collision that a client cannot aim for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum SealedKey {
-    Request(Box<str>),
-    Response(Box<str>),
+    Request(u64),
+    Response(u64),
     /// A sealed observation's own span.
     Span([u8; 16], [u8; 8]),
     /// A sealed observation's parent span (a late wrapper span has this id).
@@ -134,8 +137,9 @@ enum SealedKey {
 /// The ids of recently sealed calls, bounded by age and count.
 #[derive(Debug, Default)]
 struct SealedIds {
-    requests: HashMap<Box<str>, u64>,
-    responses: HashMap<Box<str>, u64>,
+    hasher: std::collections::hash_map::RandomState,
+    requests: HashMap<u64, u64>,
+    responses: HashMap<u64, u64>,
     spans: HashMap<([u8; 16], [u8; 8]), u64>,
     parents: HashMap<([u8; 16], [u8; 8]), u64>,
     order: VecDeque<(u64, SealedKey)>,
@@ -150,10 +154,10 @@ impl SealedIds {
     fn matches(&self, o: &Observation) -> bool {
         o.request_id
             .as_deref()
-            .is_some_and(|r| self.requests.contains_key(r))
+            .is_some_and(|r| self.requests.contains_key(&self.id_hash(r)))
             || o.response_id
                 .as_deref()
-                .is_some_and(|r| self.responses.contains_key(r))
+                .is_some_and(|r| self.responses.contains_key(&self.id_hash(r)))
             || o.trace_id.is_some_and(|t| {
                 o.span_id.is_some_and(|s| {
                     self.spans.contains_key(&(t, s)) || self.parents.contains_key(&(t, s))
@@ -163,11 +167,18 @@ impl SealedIds {
             })
     }
 
+    fn id_hash(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
     fn remember(&mut self, o: &Observation, now_ns: u64) {
+        let request = o.request_id.as_deref().map(|r| self.id_hash(r));
+        let response = o.response_id.as_deref().map(|r| self.id_hash(r));
         let mut add = |key: SealedKey| {
             let fresh = match &key {
-                SealedKey::Request(r) => self.requests.insert(r.clone(), now_ns).is_none(),
-                SealedKey::Response(r) => self.responses.insert(r.clone(), now_ns).is_none(),
+                SealedKey::Request(r) => self.requests.insert(*r, now_ns).is_none(),
+                SealedKey::Response(r) => self.responses.insert(*r, now_ns).is_none(),
                 SealedKey::Span(t, s) => self.spans.insert((*t, *s), now_ns).is_none(),
                 SealedKey::Parent(t, p) => self.parents.insert((*t, *p), now_ns).is_none(),
             };
@@ -175,11 +186,11 @@ impl SealedIds {
                 self.order.push_back((now_ns, key));
             }
         };
-        if let Some(r) = &o.request_id {
-            add(SealedKey::Request(r.as_str().into()));
+        if let Some(r) = request {
+            add(SealedKey::Request(r));
         }
-        if let Some(r) = &o.response_id {
-            add(SealedKey::Response(r.as_str().into()));
+        if let Some(r) = response {
+            add(SealedKey::Response(r));
         }
         if let Some(t) = o.trace_id {
             if let Some(s) = o.span_id {

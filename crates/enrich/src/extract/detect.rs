@@ -111,7 +111,7 @@ fn mentions_claude(span_name: &str, a: &SpanAttrs<'_>) -> bool {
         .into_iter()
         .flatten()
         .filter_map(as_ident)
-        .any(|m| model_id::normalize(m).is_some());
+        .any(model_id::is_claude);
     if model_is_claude {
         return true;
     }
@@ -124,9 +124,7 @@ fn mentions_claude(span_name: &str, a: &SpanAttrs<'_>) -> bool {
         return true;
     }
     // Span names such as "chat claude-sonnet-4-5" or "Message with 'claude-...'".
-    span_name
-        .split([' ', '\'', '"'])
-        .any(|w| model_id::normalize(w).is_some())
+    span_name.split([' ', '\'', '"']).any(model_id::is_claude)
 }
 
 /// A plain HTTP client span of a Messages API call (Anthropic, Bedrock or Vertex).
@@ -163,7 +161,7 @@ pub(crate) fn is_messages_path(path: &str) -> bool {
     if let Some(rest) = path.split("/model/").nth(1) {
         let model = rest.split('/').next().unwrap_or("");
         let model = percent_decode_colon(model);
-        return model_id::normalize(&model).is_some()
+        return model_id::is_claude(&model)
             && (path.ends_with("/invoke")
                 || path.ends_with("/invoke-with-response-stream")
                 || path.contains("/converse"));
@@ -188,7 +186,7 @@ pub(crate) fn model_from_path(path: &str) -> Option<String> {
 /// The model named in a span name such as `chat claude-sonnet-4-5`.
 pub(crate) fn model_from_span_name(name: &str) -> Option<&str> {
     name.split([' ', '\'', '"'])
-        .find(|w| model_id::normalize(w).is_some())
+        .find(|w| model_id::is_claude(w))
 }
 
 /// A value that is an identifier string, for callers outside this module.
