@@ -113,6 +113,7 @@ pub fn extract_traces(
         .map(|s| (!s.version.is_empty()).then(|| Arc::from(s.version)))
         .collect();
     out.reserve(batch.spans.len());
+    let mut attrs = SpanAttrs::default();
     for span in &batch.spans {
         stats.spans += 1;
         *seq += 1;
@@ -123,7 +124,9 @@ pub fn extract_traces(
             continue;
         };
         let version = &versions[span.scope];
-        if let Some(o) = span_observation(batch, res, scope.name, version, span, *seq, stats) {
+        if let Some(o) = span_observation(
+            batch, res, scope.name, version, span, *seq, stats, &mut attrs,
+        ) {
             stats.observations += 1;
             out.push(o);
         }
@@ -214,17 +217,20 @@ fn scope_version(scope: Option<&InstrumentationScope>) -> Option<Arc<str>> {
         .map(Arc::from)
 }
 
-fn span_observation(
-    batch: &TraceBatch<'_>,
+#[allow(clippy::too_many_arguments)]
+fn span_observation<'a>(
+    batch: &TraceBatch<'a>,
     res: &ResourceCtx,
     scope_name: &str,
     version: &Option<Arc<str>>,
-    span: &SpanRef<'_>,
+    span: &SpanRef<'a>,
     seq: u64,
     stats: &mut ExtractStats,
+    a: &mut SpanAttrs<'a>,
 ) -> Option<Observation> {
     let attributes = batch.attrs(&span.attributes);
-    let a = SpanAttrs::index(attributes);
+    a.reindex(attributes);
+    let a = &*a;
     let detected = detect::detect_span(scope_name, span.name, &a);
     let Some(Detected { convention, kind }) = detected else {
         stats.not_claude += 1;

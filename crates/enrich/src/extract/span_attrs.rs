@@ -18,16 +18,25 @@ macro_rules! known_keys {
             /// Indexes `attributes` in one pass.
             pub fn index(attributes: &[KeyValueRef<'a>]) -> SpanAttrs<'a> {
                 let mut a = SpanAttrs::default();
+                a.reindex(attributes);
+                a
+            }
+
+            /// Forgets what was indexed and indexes `attributes`, in place:
+            /// the per-span path reuses one (the struct is a few kilobytes,
+            /// and copying it out per span showed in profiles).
+            pub fn reindex(&mut self, attributes: &[KeyValueRef<'a>]) {
+                $(self.$field = None;)*
+                self.rest.clear();
                 for kv in attributes {
                     if kv.value == ValueRef::Empty {
                         continue;
                     }
                     match kv.key {
-                        $($($key)|+ => { if a.$field.is_none() { a.$field = Some(kv.value); } })*
-                        _ => a.rest.push(*kv),
+                        $($($key)|+ => { if self.$field.is_none() { self.$field = Some(kv.value); } })*
+                        _ => self.rest.push(*kv),
                     }
                 }
-                a
             }
         }
     };
