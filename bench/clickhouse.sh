@@ -21,6 +21,9 @@ RESULTS="$OUT/results.txt"
 say() { echo "$*" | tee -a "$RESULTS"; }
 q() { curl -sf "$CH/" --data-binary "$1"; }
 now() { date +%s.%N; }
+cpu() { # CPU seconds (user + system) used so far by process $1
+  python3 -c 'import os,sys; f=open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")",1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf("SC_CLK_TCK"))' "$1"
+}
 
 sh deploy/local/venv.sh
 PYTHONPATH=deploy/local target/local-clickhouse/venv/bin/python -m chserver --port $PORT \
@@ -49,9 +52,10 @@ until curl -sf "http://$HTTP/readyz" >/dev/null 2>&1; do
   sleep 0.1
 done
 
-say "storage benchmark: $CALLS calls, loadgen -> serve -> local ClickHouse (2 cores shared), $(date -u +%FT%TZ)"
+say "storage benchmark: $CALLS calls, loadgen -> serve -> local ClickHouse ($(nproc) cores shared), $(date -u +%FT%TZ)"
+ch_cpu0=$(cpu $CHPID)
 start=$(now)
-"$BIN" loadgen --quiet --count "$CALLS" --seed 11 --endpoint "http://$HTTP" --concurrency 8 \
+/usr/bin/env time -f '%U %S' -o "$OUT/loadgen.cpu" "$BIN" loadgen --quiet --count "$CALLS" --seed 11 --endpoint "http://$HTTP" --concurrency 8 \
   --summary-json "$OUT/loadgen.json" 2>"$OUT/loadgen.log"
 acked=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["calls_acked"])' "$OUT/loadgen.json")
 stored=0
@@ -60,19 +64,26 @@ until [ "$stored" -ge "$acked" ]; do
   stored=$(q "SELECT count() FROM e2e.llm_calls")
 done
 end=$(now)
+ch_cpu1=$(cpu $CHPID)
+serve_cpu=$(cpu $SERVE)
 kill -TERM "$SERVE"; wait "$SERVE" || true; SERVE=""
 stored=$(q "SELECT count() FROM e2e.llm_calls")
 hourly=$(q "SELECT sum(calls) FROM e2e.llm_calls_hourly")
 verdict=ok; [ "$stored" = "$acked" ] && [ "$hourly" = "$acked" ] || verdict=MISMATCH
 e2e=$(python3 -c "print(round($acked / ($end - $start)))")
 say "$(printf 'end to end:  %8d rows/s  (%d calls acked, %d rows stored, %d in the hourly rollup: %s)' "$e2e" "$acked" "$stored" "$hourly" "$verdict")"
+lg_cpu=$(awk '{ print $1 + $2 }' "$OUT/loadgen.cpu")
+say "$(python3 -c "print(f'  CPU seconds: serve {$serve_cpu:.1f}, local ClickHouse {$ch_cpu1 - $ch_cpu0:.1f}, loadgen {$lg_cpu:.1f}; wall {$end - $start:.1f} s')")"
 
 # The ceiling: the same rows, raw, in one insert into the same schema and rollups.
 curl -sf "$CH/" --data-binary "SELECT * FROM e2e.llm_calls FORMAT RowBinary" -o "$OUT/rows.bin"
+ch_cpu0=$(cpu $CHPID)
 start=$(now)
 curl -sf "$CH/?query=INSERT%20INTO%20raw.llm_calls%20FORMAT%20RowBinary" --data-binary "@$OUT/rows.bin" >/dev/null
 end=$(now)
+ch_cpu1=$(cpu $CHPID)
 raw_rows=$(q "SELECT count() FROM raw.llm_calls")
 raw=$(python3 -c "print(round($raw_rows / ($end - $start)))")
 say "$(printf 'raw insert:  %8d rows/s  (%d rows, %s MB of RowBinary, one insert)' "$raw" "$raw_rows" "$(python3 -c "import os; print(round(os.path.getsize('$OUT/rows.bin') / 1e6, 1))")")"
+say "$(python3 -c "print(f'  CPU seconds: local ClickHouse {$ch_cpu1 - $ch_cpu0:.1f}; wall {$end - $start:.1f} s')")"
 say "$(python3 -c "print(f'ratio end to end / raw: {$e2e / $raw:.2f} (goal: at least 0.7)')")"
