@@ -231,7 +231,7 @@ fn span_observation<'a>(
     let attributes = batch.attrs(&span.attributes);
     a.reindex(attributes);
     let a = &*a;
-    let detected = detect::detect_span(scope_name, span.name, &a);
+    let detected = detect::detect_span(scope_name, span.name, a);
     let Some(Detected { convention, kind }) = detected else {
         stats.not_claude += 1;
         return None;
@@ -294,7 +294,7 @@ fn span_observation<'a>(
     }
     match convention {
         Convention::ClaudeCode => claude_code::fill_span(attributes, &mut o),
-        _ => genai::fill(convention, span.name, &a, res, &mut o, stats),
+        _ => genai::fill(convention, span.name, a, res, &mut o, stats),
     }
     o.unmapped = bounded_unmapped(&a.rest, stats);
     Some(o)
