@@ -558,6 +558,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_dashboard_counts_the_same_retired_families() {
+        let panel = include_str!("../../../../deploy/grafana/panels/deprecated_models.sql");
+        for family in RETIRED_FAMILIES {
+            assert!(
+                panel.contains(&format!("'{family}'")),
+                "{family} is retired for report but not in the Grafana panel"
+            );
+        }
+    }
+
+    #[test]
     fn retired_models_by_family_or_by_id() {
         let none: &[String] = &[];
         assert_eq!(
