@@ -87,6 +87,8 @@ port_free() {
     python3 - "$1" <<'EOF'
 import socket, sys
 s = socket.socket()
+# As the servers do: connections of a previous run in TIME_WAIT do not hold the port.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
