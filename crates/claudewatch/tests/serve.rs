@@ -8,10 +8,9 @@ mod common;
 
 use common::load::{load_until_gone, post, unique_batch};
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 fn shared() -> PathBuf {
     std::env::var("CLAUDEWATCH_SHARED")
@@ -45,44 +44,17 @@ impl Server {
         } else {
             &["--merge-window-ms", "300"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_claudewatch"))
-            .args(["serve", "--http-listen", "127.0.0.1:0"])
-            .args(["--grpc-listen", "127.0.0.1:0"])
-            .args(window)
-            .arg("--jsonl")
-            .arg(&out)
-            .arg("--spool-dir")
-            .arg(&spool)
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start serve");
-        // The log line names the bound address (port 0 = any free port).
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = Vec::new();
-        let base = loop {
-            assert!(Instant::now() < deadline, "serve did not start");
-            let Some(line) = lines.next() else {
-                panic!("serve exited early:\n{}", seen.join("\n"));
-            };
-            let line = line.unwrap();
-            seen.push(line.clone());
-            if let Some(pos) = line.find(" listen=") {
-                let pos = pos + 1;
-                let addr: String = line[pos + 7..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                let addr = addr
-                    .trim_matches(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                    .to_owned();
-                break format!("http://{addr}");
-            }
-        };
-        // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, base) = common::process::spawn_serve(
+            Command::new(env!("CARGO_BIN_EXE_claudewatch"))
+                .args(["serve", "--http-listen", "127.0.0.1:0"])
+                .args(["--grpc-listen", "127.0.0.1:0"])
+                .args(window)
+                .arg("--jsonl")
+                .arg(&out)
+                .arg("--spool-dir")
+                .arg(&spool)
+                .args(extra),
+        );
         Server {
             child,
             base,

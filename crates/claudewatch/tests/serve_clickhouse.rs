@@ -12,9 +12,8 @@ mod common;
 
 use common::load::{load_until_gone, post, unique_batch};
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const SPANS: u64 = 20;
@@ -30,66 +29,36 @@ impl Serve {
     }
 
     fn launch_with(dir: &Path, clickhouse: &str, env: &[(&str, &str)]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_claudewatch"))
-            .args([
-                "serve",
-                "--http-listen",
-                "127.0.0.1:0",
-                "--grpc-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--merge-window-ms", "600"])
-            .arg("--spool-dir")
-            .arg(dir.join("spool"))
-            .env("CLAUDEWATCH_SINK__KIND", "clickhouse")
-            .env("CLAUDEWATCH_SINK__CLICKHOUSE__URL", clickhouse)
-            .env("CLAUDEWATCH_SINK__CLICKHOUSE__DATABASE", "cw")
-            .env("CLAUDEWATCH_SINK__CLICKHOUSE__TTL_DAYS", "0")
-            .env("CLAUDEWATCH_SINK__CLICKHOUSE__BATCH_AGE_MS", "200")
-            .env("CLAUDEWATCH_SINK__CLICKHOUSE__BATCH_ROWS", "1000")
-            .env(
-                "CLAUDEWATCH_SINK__CLICKHOUSE__JOURNAL_DIR",
-                dir.join("journal"),
-            )
-            .env(
-                "CLAUDEWATCH_SINK__CLICKHOUSE__DEAD_LETTER_PATH",
-                dir.join("dead.jsonl"),
-            )
-            .env("CLAUDEWATCH_SINK__CLICKHOUSE__DRAIN_TIMEOUT_MS", "20000")
-            .env("CLAUDEWATCH_SERVER__SHUTDOWN_TIMEOUT_SECS", "40")
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start serve");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        let base = loop {
-            assert!(Instant::now() < deadline, "serve did not start");
-            let Some(line) = lines.next() else {
-                panic!("serve exited early:\n{}", seen.join("\n"));
-            };
-            let line = line.unwrap();
-            seen.push(line.clone());
-            if let Some(pos) = line.find(" listen=") {
-                let addr: String = line[pos + 8..]
-                    .chars()
-                    .take_while(|c| !c.is_whitespace())
-                    .collect();
-                let addr = addr
-                    .trim_matches(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                    .to_owned();
-                break format!("http://{addr}");
-            }
-        };
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if line.contains("WARN") || line.contains("ERROR") {
-                    eprintln!("[serve] {line}");
-                }
-            }
-        });
+        let (child, base) = common::process::spawn_serve(
+            Command::new(env!("CARGO_BIN_EXE_claudewatch"))
+                .args([
+                    "serve",
+                    "--http-listen",
+                    "127.0.0.1:0",
+                    "--grpc-listen",
+                    "127.0.0.1:0",
+                ])
+                .args(["--merge-window-ms", "600"])
+                .arg("--spool-dir")
+                .arg(dir.join("spool"))
+                .env("CLAUDEWATCH_SINK__KIND", "clickhouse")
+                .env("CLAUDEWATCH_SINK__CLICKHOUSE__URL", clickhouse)
+                .env("CLAUDEWATCH_SINK__CLICKHOUSE__DATABASE", "cw")
+                .env("CLAUDEWATCH_SINK__CLICKHOUSE__TTL_DAYS", "0")
+                .env("CLAUDEWATCH_SINK__CLICKHOUSE__BATCH_AGE_MS", "200")
+                .env("CLAUDEWATCH_SINK__CLICKHOUSE__BATCH_ROWS", "1000")
+                .env(
+                    "CLAUDEWATCH_SINK__CLICKHOUSE__JOURNAL_DIR",
+                    dir.join("journal"),
+                )
+                .env(
+                    "CLAUDEWATCH_SINK__CLICKHOUSE__DEAD_LETTER_PATH",
+                    dir.join("dead.jsonl"),
+                )
+                .env("CLAUDEWATCH_SINK__CLICKHOUSE__DRAIN_TIMEOUT_MS", "20000")
+                .env("CLAUDEWATCH_SERVER__SHUTDOWN_TIMEOUT_SECS", "40")
+                .envs(env.iter().copied()),
+        );
         Serve { child, base }
     }
 

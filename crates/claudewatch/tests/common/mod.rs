@@ -4,3 +4,4 @@
 #[allow(dead_code)] // not every test file compares with ground truth
 pub mod ground_truth;
 pub mod load;
+pub mod process;
