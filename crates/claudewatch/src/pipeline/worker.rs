@@ -19,6 +19,8 @@ use super::Shared;
 
 /// Longest wait between two attempts to store records in a failing sink.
 const MAX_SINK_BACKOFF: Duration = Duration::from_secs(5);
+/// Batches admitted at most between two looks at the seal and store work.
+const ADMIT_BURST: usize = 64;
 /// Longest sleep of the loop while idle.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 
@@ -180,8 +182,13 @@ impl Worker {
             match self.rx.recv_timeout(wait) {
                 Ok(batch) => {
                     self.admit(batch);
-                    while let Ok(batch) = self.rx.try_recv() {
-                        self.admit(batch);
+                    // Take what else waits, but not forever: the seals and
+                    // stores below must run under any load.
+                    for _ in 0..ADMIT_BURST {
+                        match self.rx.try_recv() {
+                            Ok(batch) => self.admit(batch),
+                            Err(_) => break,
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
