@@ -53,16 +53,21 @@ run_case() { # name, loadgen args...
   idle=$(kib VmRSS)
   taskset -c 1 "$BIN" loadgen --quiet --duration "${SECS}s" --summary-json "$OUT/$name.json" "$@" \
     2>"$OUT/$name.loadgen.log" || true
-  # Let the merge window (2 s) seal the last calls, then count what was written.
-  sleep 3
+  # The merge window (2 s) seals the last calls and the worker works off
+  # its backlog: wait (at most 60 s) until every acknowledged call is written.
+  acked=$(json "$OUT/$name.json" calls_acked)
+  waited=0
   written=$(metric claudewatch_records_written_total)
+  while [ "$written" != "$acked" ] && [ $waited -lt 600 ]; do
+    sleep 0.1; waited=$((waited + 1))
+    written=$(metric claudewatch_records_written_total)
+  done
   peak=$(kib VmHWM)
   stop_serve
-  acked=$(json "$OUT/$name.json" calls_acked)
   verdict="ok"; [ "$written" = "$acked" ] || verdict="MISMATCH"
-  say "$(printf '%-26s %9.0f spans/s  p50 %6.1f ms  p99 %7.1f ms  idle RSS %4d MiB  peak RSS %4d MiB  calls acked %s written %s %s' \
+  say "$(printf '%-26s %9.0f spans/s  p50 %6.1f ms  p99 %7.1f ms  idle RSS %4d MiB  peak RSS %4d MiB  calls acked %s written %s %s (all written %d.%d s after the load)' \
     "$name" "$(json "$OUT/$name.json" rate_spans_per_s)" "$(json "$OUT/$name.json" latency.p50)" \
-    "$(json "$OUT/$name.json" latency.p99)" $((idle / 1024)) $((peak / 1024)) "$acked" "$written" "$verdict")"
+    "$(json "$OUT/$name.json" latency.p99)" $((idle / 1024)) $((peak / 1024)) "$acked" "$written" "$verdict" $((waited / 10)) $((waited % 10)))"
 }
 
 say "serve benchmark: serve on core 0, loadgen on core 1, ${SECS}s per case, $(date -u +%FT%TZ)"
