@@ -35,6 +35,16 @@ fn config(server: &LocalClickHouse, dir: &Path) -> ClickHouseConfig {
     }
 }
 
+/// Applies the schema to `DB` on `server` (no TTL).
+fn migrate(rt: &tokio::runtime::Runtime, server: &LocalClickHouse) {
+    rt.block_on(schema::migrate(
+        &Client::default().with_url(&server.url),
+        DB,
+        0,
+    ))
+    .unwrap();
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -122,12 +132,7 @@ fn fixture_records_round_trip_field_by_field() {
     let data = tempfile::tempdir().unwrap();
     let server = LocalClickHouse::start(&data.path().join("ch"), 0);
     let rt = runtime();
-    rt.block_on(schema::migrate(
-        &Client::default().with_url(&server.url),
-        DB,
-        0,
-    ))
-    .unwrap();
+    migrate(&rt, &server);
     let config = config(&server, data.path());
     let mut sink = ClickHouseSink::open(&config).unwrap();
     sink.recover(None).unwrap();
@@ -158,12 +163,7 @@ fn clickhouse_down_under_load_then_back_loses_nothing_and_doubles_nothing() {
     let server = LocalClickHouse::start(&ch_dir, 0);
     let port = server.port();
     let rt = runtime();
-    rt.block_on(schema::migrate(
-        &Client::default().with_url(&server.url),
-        DB,
-        0,
-    ))
-    .unwrap();
+    migrate(&rt, &server);
     let config = config(&server, data.path());
     let client = config.client();
     let mut sink = ClickHouseSink::open(&config).unwrap();
@@ -257,12 +257,7 @@ fn a_batch_retried_after_its_insert_succeeded_is_stored_once() {
     let data = tempfile::tempdir().unwrap();
     let server = LocalClickHouse::start(&data.path().join("ch"), 0);
     let rt = runtime();
-    rt.block_on(schema::migrate(
-        &Client::default().with_url(&server.url),
-        DB,
-        0,
-    ))
-    .unwrap();
+    migrate(&rt, &server);
     let config = config(&server, data.path());
     let client = config.client();
     let records = common::synthetic(1, 3_000);
@@ -319,12 +314,7 @@ fn refused_rows(with_constraint_violation: bool) {
     let data = tempfile::tempdir().unwrap();
     let server = LocalClickHouse::start(&data.path().join("ch"), 0);
     let rt = runtime();
-    rt.block_on(schema::migrate(
-        &Client::default().with_url(&server.url),
-        DB,
-        0,
-    ))
-    .unwrap();
+    migrate(&rt, &server);
     let config = config(&server, data.path());
     let client = config.client();
     let mut records = common::synthetic(2, 1_000);
@@ -395,12 +385,7 @@ fn rate_of_the_sink_into_the_local_server() {
     let data = tempfile::tempdir().unwrap();
     let server = LocalClickHouse::start(&data.path().join("ch"), 0);
     let rt = runtime();
-    rt.block_on(schema::migrate(
-        &Client::default().with_url(&server.url),
-        DB,
-        0,
-    ))
-    .unwrap();
+    migrate(&rt, &server);
     let config = config(&server, data.path());
     let total = common::rate_rows(20_000);
     let per_batch = total.min(25_000);

@@ -6,90 +6,32 @@
 //! fresh data directory, in the virtual environment that `deploy/local/venv.sh` creates
 //! (pip installs from PyPI the first time, so a fresh machine needs no setup).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 
-/// The repository root (this crate is `crates/sink`).
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
+mod common;
 
-/// The venv's python, the venv made (once per test binary) by `deploy/local/venv.sh`,
-/// which `make local-clickhouse-venv` runs too.
-fn venv_python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let root = repo_root();
-            let status = Command::new("sh")
-                .arg(root.join("deploy/local/venv.sh"))
-                .stdout(Stdio::inherit())
-                .status()
-                .expect("run deploy/local/venv.sh");
-            assert!(status.success(), "deploy/local/venv.sh failed: {status}");
-            root.join("target/local-clickhouse/venv/bin/python")
-        })
-        .clone()
-}
+use common::LocalClickHouse;
 
-/// A running `chserver` on 127.0.0.1, stopped (SIGTERM, then SIGKILL) when dropped.
-struct LocalClickHouse {
-    child: Child,
-    url: String,
-}
-
-impl LocalClickHouse {
-    /// Start a server on `data` and wait until it listens.
-    fn start(data: &Path) -> Self {
-        let mut child = Command::new(venv_python())
-            .args(["-m", "chserver", "--port", "0", "--data"])
-            .arg(data)
-            .current_dir(repo_root().join("deploy/local"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start chserver");
-        // Forward the server's log to the test output, and pick its URL out of it.
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (url_tx, url_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[chserver] {line}");
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = url_tx.send(url);
-                }
-            }
-        });
-        let url = url_rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("chserver did not report its address within 120 s");
-        Self { child, url }
-    }
-
+/// What these tests ask of the shared local server.
+trait ServerExt {
     /// A client with the crate's defaults (LZ4, validation) on `database`.
+    fn client(&self, database: &str) -> Client;
+    /// `GET path` on the server: status line, headers (lower-cased names) and body.
+    fn http_get(&self, path: &str) -> (u16, Vec<(String, String)>, String);
+}
+
+impl ServerExt for LocalClickHouse {
     fn client(&self, database: &str) -> Client {
         Client::default()
             .with_url(&self.url)
             .with_database(database)
     }
 
-    /// `GET path` on the server: status line, headers (lower-cased names) and body.
     fn http_get(&self, path: &str) -> (u16, Vec<(String, String)>, String) {
         let address = self.url.trim_start_matches("http://");
         let mut stream = TcpStream::connect(address).expect("connect");
@@ -113,37 +55,12 @@ impl LocalClickHouse {
             .collect();
         (status, headers, body.to_owned())
     }
-
-    /// SIGTERM, and wait for a clean exit (status 0).
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "chserver exited with {status} on SIGTERM");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chserver ignored SIGTERM for 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
-impl Drop for LocalClickHouse {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// SIGTERM, and a clean exit (status 0).
+fn stop_cleanly(server: LocalClickHouse) {
+    let status = server.stop();
+    assert!(status.success(), "chserver exited with {status} on SIGTERM");
 }
 
 /// A row mixing the types the call records will use.
@@ -244,7 +161,7 @@ async fn count(client: &Client, table: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_round_trip_and_persist_across_a_restart() {
     let data = tempfile::tempdir().expect("temp dir");
-    let server = LocalClickHouse::start(data.path());
+    let server = LocalClickHouse::start(data.path(), 0);
     let client = server.client("cw");
     create_calls(&client, "cw", "calls", "").await;
 
@@ -285,17 +202,17 @@ async fn rows_round_trip_and_persist_across_a_restart() {
         .expect("setting");
     assert_eq!(threads, 3);
 
-    server.stop();
-    let server = LocalClickHouse::start(data.path());
+    stop_cleanly(server);
+    let server = LocalClickHouse::start(data.path(), 0);
     let client = server.client("cw");
     assert_eq!(fetch_calls(&client, "calls").await, rows);
-    server.stop();
+    stop_cleanly(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_deduplication_token_makes_a_retried_insert_a_no_op() {
     let data = tempfile::tempdir().expect("temp dir");
-    let server = LocalClickHouse::start(data.path());
+    let server = LocalClickHouse::start(data.path(), 0);
     let client = server.client("cw");
     create_calls(
         &client,
@@ -319,13 +236,13 @@ async fn an_insert_deduplication_token_makes_a_retried_insert_a_no_op() {
     // Under another token the same rows are a new insert.
     insert_calls(&with_token("batch-2"), "calls", &rows).await;
     assert_eq!(count(&client, "calls").await, 2_000);
-    server.stop();
+    stop_cleanly(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_carry_clickhouse_exception_codes() {
     let data = tempfile::tempdir().expect("temp dir");
-    let server = LocalClickHouse::start(data.path());
+    let server = LocalClickHouse::start(data.path(), 0);
     let client = server.client("default");
 
     let err = client
@@ -379,13 +296,13 @@ async fn errors_carry_clickhouse_exception_codes() {
 
     let (status, _, body) = server.http_get("/ping");
     assert_eq!((status, body.as_str()), (200, "Ok.\n"));
-    server.stop();
+    stop_cleanly(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_inserts_all_land() {
     let data = tempfile::tempdir().expect("temp dir");
-    let server = LocalClickHouse::start(data.path());
+    let server = LocalClickHouse::start(data.path(), 0);
     let client = server.client("cw");
     create_calls(&client, "cw", "calls", "").await;
 
@@ -411,7 +328,7 @@ async fn concurrent_inserts_all_land() {
         .collect();
     expected.sort_by_key(|row| row.ts);
     assert_eq!(fetch_calls(&client, "calls").await, expected);
-    server.stop();
+    stop_cleanly(server);
 }
 
 /// A wide row for the insert-rate measurement.
@@ -446,7 +363,7 @@ struct Wide {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_rate_of_a_wide_table() {
     let data = tempfile::tempdir().expect("temp dir");
-    let server = LocalClickHouse::start(data.path());
+    let server = LocalClickHouse::start(data.path(), 0);
     let client = server.client("default");
     client
         .query(
@@ -501,5 +418,5 @@ async fn insert_rate_of_a_wide_table() {
         elapsed.as_secs_f64(),
         rows as f64 / elapsed.as_secs_f64()
     );
-    server.stop();
+    stop_cleanly(server);
 }

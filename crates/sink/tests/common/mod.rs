@@ -105,13 +105,16 @@ impl LocalClickHouse {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
 
-    /// SIGTERM and wait for the exit.
-    pub fn stop(mut self) {
+    /// SIGTERM and wait for the exit; its status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.child.try_wait().unwrap().is_none() {
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
             assert!(Instant::now() < deadline, "chserver ignored SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
