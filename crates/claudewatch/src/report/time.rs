@@ -1,7 +1,10 @@
 //! Instants of `report --since/--until`: RFC 3339 (or a bare UTC date) and ages
 //! relative to now (`30m`, `24h`, `7d`), as nanoseconds since the Unix epoch;
 //! and their UTC calendar form for output. Written here (proleptic Gregorian,
-//! days-from-civil) rather than pulling a date-time crate for two functions.
+//! days-from-civil, shared with the price table's effective dates) rather than
+//! pulling a date-time crate for two functions.
+
+use claudewatch_enrich::pricing::days_from_civil;
 
 /// Nanoseconds in a second, an hour and a day.
 pub const SECOND_NS: i64 = 1_000_000_000;
@@ -147,17 +150,6 @@ fn days_in_month(y: i64, m: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// The date (year, month, day) of a day number since 1970-01-01.
