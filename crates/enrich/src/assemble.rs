@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use claudewatch_model::{CallRecord, Decimal, Outcome};
 
 use crate::classify::{classify, ErrorEvidence};
-use crate::merge::{hex_id, take_first, take_identity, Merged};
+use crate::merge::{first_text, hex_id, take_identity, Merged};
 use crate::model_id::{self, ModelId};
 use crate::observation::{Observation, Usage};
 use crate::pricing::{BillableTokens, PriceTable};
@@ -43,8 +43,8 @@ pub fn assemble(
         (read_phase(&m, prices, tenant, models), m.order.clone())
     };
     take_identity(obs, &order, &mut r);
-    let request_model = take_first(obs, &order, |o| &mut o.request_model);
-    r.model = request_model.or_else(|| take_first(obs, &order, |o| &mut o.response_model));
+    let request_model = first_text(obs, &order, |o| &o.request_model);
+    r.model = request_model.or_else(|| first_text(obs, &order, |o| &o.response_model));
     r
 }
 

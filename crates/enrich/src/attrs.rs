@@ -73,8 +73,21 @@ pub fn first_string(v: ValueRef<'_>) -> Option<&str> {
 /// Returns the string and whether it was truncated.
 pub fn render_bounded(v: ValueRef<'_>) -> (String, bool) {
     let mut out = String::new();
-    render_into(v, &mut out, 0);
-    truncate_utf8(out, ATTRIBUTE_VALUE_MAX_LEN)
+    let cut = render_bounded_into(v, &mut out);
+    (out, cut)
+}
+
+/// [`render_bounded`] into `out` (cleared first, its allocation reused);
+/// returns whether the value was truncated.
+pub fn render_bounded_into(v: ValueRef<'_>, out: &mut String) -> bool {
+    out.clear();
+    render_into(v, out, 0);
+    if out.len() <= ATTRIBUTE_VALUE_MAX_LEN {
+        return false;
+    }
+    let end = floor_char_boundary(out, ATTRIBUTE_VALUE_MAX_LEN);
+    out.truncate(end);
+    true
 }
 
 fn render_into(v: ValueRef<'_>, out: &mut String, depth: usize) {
@@ -135,6 +148,13 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character
+/// boundary, and whether anything was cut.
+pub fn cut_utf8(s: &str, max: usize) -> (&str, bool) {
+    let end = floor_char_boundary(s, max);
+    (&s[..end], end < s.len())
 }
 
 /// Cuts a string to at most `max` bytes on a character boundary.

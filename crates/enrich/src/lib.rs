@@ -21,6 +21,7 @@ pub mod merge;
 pub mod model_id;
 pub mod observation;
 pub mod pricing;
+pub mod text;
 pub mod window;
 
 pub use claudewatch_model::CallRecord;
@@ -82,17 +83,9 @@ impl AttributeLimits {
             return; // extraction already applied the record's own limits
         }
         for o in obs {
-            if o.unmapped.len() > self.max_count {
-                stats.dropped_attributes += (o.unmapped.len() - self.max_count) as u64;
-                o.unmapped.truncate(self.max_count);
-            }
-            for (_, v) in &mut o.unmapped {
-                if v.len() > self.max_value_bytes {
-                    let (cut, _) = attrs::truncate_utf8(std::mem::take(v), self.max_value_bytes);
-                    *v = cut;
-                    stats.truncated_values += 1;
-                }
-            }
+            let (dropped, truncated) = o.unmapped.limit(self.max_count, self.max_value_bytes);
+            stats.dropped_attributes += dropped;
+            stats.truncated_values += truncated;
         }
     }
 }

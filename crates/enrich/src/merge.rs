@@ -486,22 +486,36 @@ pub fn take_first<T>(
     order.iter().find_map(|&i| field(&mut obs[i]).take())
 }
 
+/// The first shared text present, in the call's trust order, as the record's own string.
+pub fn first_text(
+    obs: &[Observation],
+    order: &[usize],
+    field: impl Fn(&Observation) -> &Option<std::sync::Arc<str>>,
+) -> Option<String> {
+    order
+        .iter()
+        .find_map(|&i| field(&obs[i]).as_deref())
+        .map(str::to_owned)
+}
+
 /// Moves the identity fields of a call's observations into its record
 /// (the observations are spent afterwards).
 pub fn take_identity(obs: &mut [Observation], order: &[usize], r: &mut CallRecord) {
-    r.service = take_first(obs, order, |o| &mut o.service);
-    r.environment = take_first(obs, order, |o| &mut o.environment);
-    r.organization_id = take_first(obs, order, |o| &mut o.organization_id);
-    r.request_id = take_first(obs, order, |o| &mut o.request_id);
-    r.response_id = take_first(obs, order, |o| &mut o.response_id);
-    r.stop_reason = take_first(obs, order, |o| &mut o.stop_reason);
+    r.service = first_text(obs, order, |o| &o.service);
+    r.environment = first_text(obs, order, |o| &o.environment);
+    r.organization_id = first_text(obs, order, |o| &o.organization_id);
+    r.request_id = take_first(obs, order, |o| &mut o.request_id).map(String::from);
+    r.response_id = take_first(obs, order, |o| &mut o.response_id).map(String::from);
+    r.stop_reason = first_text(obs, order, |o| &o.stop_reason);
     let mut attributes = std::collections::BTreeMap::new();
-    for &i in order {
-        for (k, v) in std::mem::take(&mut obs[i].unmapped) {
+    'observations: for &i in order {
+        for (k, v) in obs[i].unmapped.iter() {
             if attributes.len() >= ATTRIBUTES_MAX_COUNT {
-                break;
+                break 'observations;
             }
-            attributes.entry(k).or_insert(v);
+            if !attributes.contains_key(k) {
+                attributes.insert(k.to_owned(), v.to_owned());
+            }
         }
     }
     r.attributes = attributes;

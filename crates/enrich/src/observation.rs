@@ -4,7 +4,11 @@
 //! Token counts here are already unfolded: `input_uncached` has the API's
 //! meaning whatever the convention's input attribute meant.
 
+use std::sync::Arc;
+
 use claudewatch_model::Provider;
+
+use crate::text::Unmapped;
 
 /// What kind of telemetry item an observation came from. The order of trust
 /// when fields disagree is given by [`EvidenceKind::rank`].
@@ -126,6 +130,13 @@ impl Usage {
 }
 
 /// One span or log record's statement about one Claude call.
+///
+/// Observations wait in the merge window by the hundred thousand, so they are
+/// kept compact: text that repeats across calls (service, environment,
+/// organization, models, error and stop types) is interned
+/// ([`crate::text::intern`]) and shared, text unique to a call (ids, error
+/// messages) is one exact-size allocation, and the unmapped attributes are
+/// packed into one buffer ([`Unmapped`]).
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
     /// Arrival order within the stream.
@@ -135,7 +146,7 @@ pub struct Observation {
     /// The convention it was read with.
     pub convention: Option<Convention>,
     /// Version of the instrumentation (scope version), when known.
-    pub convention_version: Option<std::sync::Arc<str>>,
+    pub convention_version: Option<Arc<str>>,
     /// Start of the call (or attempt), ns since the epoch; 0 when unknown.
     pub start_unix_nano: u64,
     /// End of the call (or attempt), ns since the epoch; 0 when unknown.
@@ -147,31 +158,31 @@ pub struct Observation {
     /// Parent span id, when the span has a parent.
     pub parent_span_id: Option<[u8; 8]>,
     /// `service.name`.
-    pub service: Option<String>,
+    pub service: Option<Arc<str>>,
     /// Deployment environment.
-    pub environment: Option<String>,
+    pub environment: Option<Arc<str>>,
     /// Anthropic organization id.
-    pub organization_id: Option<String>,
+    pub organization_id: Option<Arc<str>>,
     /// `request-id` of the (last) attempt.
-    pub request_id: Option<String>,
+    pub request_id: Option<Box<str>>,
     /// Response message id.
-    pub response_id: Option<String>,
+    pub response_id: Option<Box<str>>,
     /// API surface.
     pub provider: Option<Provider>,
     /// Model as requested.
-    pub request_model: Option<String>,
+    pub request_model: Option<Arc<str>>,
     /// Model the API answered with.
-    pub response_model: Option<String>,
+    pub response_model: Option<Arc<str>>,
     /// Streaming flag, when stated.
     pub stream: Option<bool>,
     /// HTTP status code, when stated.
     pub http_status: Option<u16>,
     /// API error type (`overloaded_error`), when stated.
-    pub api_error_type: Option<String>,
+    pub api_error_type: Option<Arc<str>>,
     /// Exception class name (`RateLimitError`, `anthropic.RateLimitError`).
-    pub exception_type: Option<String>,
+    pub exception_type: Option<Arc<str>>,
     /// Error message or span status message (may hold the API error body).
-    pub error_message: Option<String>,
+    pub error_message: Option<Box<str>>,
     /// The span status or severity says the call failed.
     pub failed: bool,
     /// Token usage, unfolded.
@@ -183,7 +194,7 @@ pub struct Observation {
     /// Duration in ms as the item states it.
     pub duration_ms: Option<f64>,
     /// Stop reason (`end_turn`, ...).
-    pub stop_reason: Option<String>,
+    pub stop_reason: Option<Arc<str>>,
     /// Retries before the last attempt, when stated.
     pub retry_attempt: Option<u32>,
     /// The request went through the Message Batches API or batch tier.
@@ -191,7 +202,7 @@ pub struct Observation {
     /// Cost the source itself reported in micro-USD (for cross-checks only).
     pub reported_cost_micros: Option<i64>,
     /// Attributes that were not mapped (already bounded and content-free).
-    pub unmapped: Vec<(String, String)>,
+    pub unmapped: Unmapped,
 }
 
 impl Observation {

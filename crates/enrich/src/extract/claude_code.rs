@@ -8,9 +8,10 @@
 use claudewatch_otlp::proto::logs::v1::LogRecord;
 use claudewatch_otlp::view::{KeyValueRef, ValueRef};
 
-use super::ResourceCtx;
-use crate::attrs::{as_f64, as_ident, as_str, as_u64};
+use super::{ResourceCtx, ERROR_MESSAGE_MAX_LEN};
+use crate::attrs::{as_f64, as_ident, as_str, as_u64, cut_utf8};
 use crate::observation::{Observation, Ttft, TtftQuality};
+use crate::text::intern;
 
 /// The Claude Code event name of a log record (`api_request`, ...), if the
 /// record is a Claude Code event.
@@ -94,7 +95,7 @@ fn fill_common<'a>(attributes: &[KeyValueRef<'a>], o: &mut Observation) -> Vec<K
         match kv.key {
             "model" | "gen_ai.request.model" => {
                 if o.request_model.is_none() {
-                    o.request_model = as_ident(v).map(str::to_owned);
+                    o.request_model = as_ident(v).map(intern);
                 }
             }
             "input_tokens" => o.usage.input_uncached = count(),
@@ -112,14 +113,14 @@ fn fill_common<'a>(attributes: &[KeyValueRef<'a>], o: &mut Observation) -> Vec<K
                     quality: TtftQuality::FirstEvent,
                 })
             }
-            "request_id" => o.request_id = as_ident(v).map(str::to_owned),
+            "request_id" => o.request_id = as_ident(v).map(Box::from),
             // On llm_request spans gen_ai.response.id holds the request id, not a msg_ id.
             "gen_ai.response.id" => {
                 if let Some(id) = as_ident(v) {
                     if id.starts_with("msg") {
-                        o.response_id = Some(id.to_owned());
+                        o.response_id = Some(id.into());
                     } else if o.request_id.is_none() {
-                        o.request_id = Some(id.to_owned());
+                        o.request_id = Some(id.into());
                     }
                 }
             }
@@ -129,14 +130,13 @@ fn fill_common<'a>(attributes: &[KeyValueRef<'a>], o: &mut Observation) -> Vec<K
                     .filter(|s| (100..600).contains(s))
             }
             "error" => {
-                o.error_message =
-                    as_str(v).map(|s| crate::attrs::truncate_utf8(s.to_owned(), 4096).0)
+                o.error_message = as_str(v).map(|s| cut_utf8(s, ERROR_MESSAGE_MAX_LEN).0.into())
             }
             "attempt" => {
                 o.retry_attempt = count().and_then(|a| u32::try_from(a.saturating_sub(1)).ok())
             }
-            "stop_reason" => o.stop_reason = as_ident(v).map(str::to_owned),
-            "organization.id" => o.organization_id = as_ident(v).map(str::to_owned),
+            "stop_reason" => o.stop_reason = as_ident(v).map(intern),
+            "organization.id" => o.organization_id = as_ident(v).map(intern),
             // Claude Code's own estimate (a binary double): cost_usd_micros is kept instead.
             "cost_usd" | "event.name" | "event.timestamp" | "event.sequence" | "success" => {}
             _ => rest.push(*kv),

@@ -13,6 +13,7 @@ use super::{ExtractStats, ResourceCtx};
 use crate::attrs::{as_bool, as_f64, as_i64, as_str, as_u64, first_string};
 use crate::classify::{is_api_error_type, parse_error_text};
 use crate::observation::{Convention, Observation, Ttft, TtftQuality, Usage};
+use crate::text::intern;
 
 /// Fills `o` from the span attributes of a GenAI-family or OpenInference span.
 pub(crate) fn fill(
@@ -23,16 +24,17 @@ pub(crate) fn fill(
     o: &mut Observation,
     stats: &mut ExtractStats,
 ) {
-    let owned = |v: Option<ValueRef<'_>>| ident(v).map(str::to_owned);
+    let shared = |v: Option<ValueRef<'_>>| ident(v).map(intern);
+    let unique = |v: Option<ValueRef<'_>>| ident(v).map(Box::from);
 
     // --- identity and model -------------------------------------------------
-    o.request_model = owned(a.request_model)
-        .or_else(|| owned(a.llm_model))
-        .or_else(|| model_from_span_name(span_name).map(str::to_owned));
-    o.response_model = owned(a.response_model);
-    o.response_id = owned(a.response_id);
-    o.request_id = owned(a.request_id);
-    o.organization_id = owned(a.organization_id);
+    o.request_model = shared(a.request_model)
+        .or_else(|| shared(a.llm_model))
+        .or_else(|| model_from_span_name(span_name).map(intern));
+    o.response_model = shared(a.response_model);
+    o.response_id = unique(a.response_id);
+    o.request_id = unique(a.request_id);
+    o.organization_id = shared(a.organization_id);
     o.provider = provider(a);
     o.http_status = a
         .http_status
@@ -44,20 +46,20 @@ pub(crate) fn fill(
         .and_then(as_u64)
         .and_then(|n| u32::try_from(n).ok());
     o.batch = a.service_tier.and_then(as_str).map(|t| t == "batch");
-    o.stop_reason = owned(a.stop_reason).or_else(|| {
+    o.stop_reason = shared(a.stop_reason).or_else(|| {
         a.finish_reasons
             .and_then(first_string)
-            .map(normalise_finish_reason)
+            .map(|r| intern(normalise_finish_reason(r)))
     });
 
     // --- error type -----------------------------------------------------------
     if let Some(et) = ident(a.error_type) {
         if is_api_error_type(et) {
-            o.api_error_type = Some(et.to_owned());
+            o.api_error_type = Some(intern(et));
         } else if let Ok(status) = et.parse::<u16>() {
             o.http_status = o.http_status.or(Some(status));
         } else if et != "_OTHER" {
-            o.exception_type = o.exception_type.take().or_else(|| Some(et.to_owned()));
+            o.exception_type = o.exception_type.take().or_else(|| Some(intern(et)));
         }
         o.failed = true;
     }
@@ -65,7 +67,7 @@ pub(crate) fn fill(
         // Error bodies quote the request id: the only id an error span of
         // some conventions has, and the key to its twin SDK span.
         if o.request_id.is_none() {
-            o.request_id = parse_error_text(msg).request_id;
+            o.request_id = parse_error_text(msg).request_id.map(Box::from);
         }
     }
 
@@ -122,12 +124,12 @@ fn ttft(seconds: f64, quality: TtftQuality) -> Ttft {
 }
 
 /// Finish reasons some instrumentations rewrite to OpenAI's vocabulary.
-fn normalise_finish_reason(r: &str) -> String {
+fn normalise_finish_reason(r: &str) -> &str {
     match r {
-        "length" => "max_tokens".to_owned(),
-        "tool_call" | "tool_calls" => "tool_use".to_owned(),
-        "content_filter" => "refusal".to_owned(),
-        other => other.to_owned(),
+        "length" => "max_tokens",
+        "tool_call" | "tool_calls" => "tool_use",
+        "content_filter" => "refusal",
+        other => other,
     }
 }
 
@@ -261,12 +263,19 @@ fn fill_openinference(a: &SpanAttrs<'_>, res: &ResourceCtx, o: &mut Observation)
         })
         .and_then(json_usage::parse::<MessageJson>);
     if let Some(m) = &message {
-        o.response_id = o
-            .response_id
+        o.response_id = o.response_id.take().or_else(|| {
+            m.id.as_deref()
+                .filter(|i| i.starts_with("msg"))
+                .map(Box::from)
+        });
+        o.response_model = o
+            .response_model
             .take()
-            .or_else(|| m.id.clone().filter(|i| i.starts_with("msg")));
-        o.response_model = o.response_model.take().or_else(|| m.model.clone());
-        o.stop_reason = o.stop_reason.take().or_else(|| m.stop_reason.clone());
+            .or_else(|| m.model.as_deref().map(intern));
+        o.stop_reason = o
+            .stop_reason
+            .take()
+            .or_else(|| m.stop_reason.as_deref().map(intern));
     }
     if let Some(u) = message.as_ref().and_then(|m| m.usage.as_ref()) {
         o.usage = u.to_usage();
@@ -309,7 +318,10 @@ fn fill_logfire(span_name: &str, a: &SpanAttrs<'_>, _res: &ResourceCtx, o: &mut 
         .and_then(as_str)
         .and_then(json_usage::parse::<RequestJson>);
     if let Some(r) = &request {
-        o.request_model = o.request_model.take().or_else(|| r.model.clone());
+        o.request_model = o
+            .request_model
+            .take()
+            .or_else(|| r.model.as_deref().map(intern));
         o.stream = o.stream.or(r.stream);
     }
     let is_stream_log = span_name.starts_with("streaming response from");
@@ -366,7 +378,7 @@ fn fill_http(a: &SpanAttrs<'_>, o: &mut Observation) {
     if let Some(url) = a.url.and_then(as_str) {
         let path = url_path(url);
         if let Some(model) = model_from_path(path) {
-            o.request_model = Some(model);
+            o.request_model = Some(intern(&model));
         }
         if url.contains("bedrock") {
             o.provider = Some(Provider::Bedrock);

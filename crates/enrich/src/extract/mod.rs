@@ -15,15 +15,22 @@ pub mod tokens;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use claudewatch_model::ATTRIBUTES_MAX_COUNT;
+use claudewatch_model::{ATTRIBUTES_MAX_COUNT, ATTRIBUTE_VALUE_MAX_LEN};
+
+/// Error messages are kept up to this many bytes.
+pub(crate) const ERROR_MESSAGE_MAX_LEN: usize = 4096;
+
+/// Unmapped attribute keys are kept up to this many bytes.
+const UNMAPPED_KEY_MAX_LEN: usize = 128;
 use claudewatch_otlp::proto::common::v1::{InstrumentationScope, KeyValue};
 use claudewatch_otlp::proto::logs::v1::LogRecord;
 use claudewatch_otlp::view::{KeyValueRef, SpanRef, TraceBatch, ValueRef};
 use claudewatch_otlp::{metric_point_count, ExportRequest};
 use smallvec::SmallVec;
 
-use crate::attrs::{as_ident, as_str, is_content_key, render_bounded};
+use crate::attrs::{as_ident, as_str, cut_utf8, is_content_key, render_bounded_into};
 use crate::observation::{Convention, EvidenceKind, Observation};
+use crate::text::{intern, Unmapped};
 pub use detect::Detected;
 use span_attrs::SpanAttrs;
 
@@ -66,10 +73,10 @@ impl ExtractStats {
 /// Resource-level facts shared by all items of a resource.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ResourceCtx {
-    pub service: Option<String>,
-    pub service_version: Option<String>,
-    pub environment: Option<String>,
-    pub language: Option<String>,
+    pub service: Option<Arc<str>>,
+    pub service_version: Option<Arc<str>>,
+    pub environment: Option<Arc<str>>,
+    pub language: Option<Arc<str>>,
 }
 
 impl ResourceCtx {
@@ -84,7 +91,7 @@ impl ResourceCtx {
                 "telemetry.sdk.language" => &mut ctx.language,
                 _ => continue,
             };
-            *slot = as_ident(kv.value).map(str::to_owned);
+            *slot = as_ident(kv.value).map(intern);
         }
         ctx
     }
@@ -258,12 +265,12 @@ fn span_observation<'a>(
         service: a
             .service
             .and_then(as_ident)
-            .map(str::to_owned)
+            .map(intern)
             .or_else(|| res.service.clone()),
         environment: a
             .environment
             .and_then(as_ident)
-            .map(str::to_owned)
+            .map(intern)
             .or_else(|| res.environment.clone()),
         ..Observation::default()
     };
@@ -273,18 +280,21 @@ fn span_observation<'a>(
     if span.status_code == 2 {
         o.failed = true;
         if !span.status_message.is_empty() {
-            o.error_message =
-                Some(crate::attrs::truncate_utf8(span.status_message.to_owned(), 4096).0);
+            o.error_message = Some(
+                cut_utf8(span.status_message, ERROR_MESSAGE_MAX_LEN)
+                    .0
+                    .into(),
+            );
         }
     }
     for ev in batch.events.get(span.events.clone()).unwrap_or(&[]) {
         if ev.name == "exception" {
             for kv in batch.attrs(&ev.attributes) {
                 match kv.key {
-                    "exception.type" => o.exception_type = as_ident(kv.value).map(str::to_owned),
+                    "exception.type" => o.exception_type = as_ident(kv.value).map(intern),
                     "exception.message" if o.error_message.is_none() => {
-                        o.error_message = as_str(kv.value)
-                            .map(|s| crate::attrs::truncate_utf8(s.to_owned(), 4096).0);
+                        o.error_message =
+                            as_str(kv.value).map(|s| cut_utf8(s, ERROR_MESSAGE_MAX_LEN).0.into());
                     }
                     _ => {}
                 }
@@ -319,7 +329,7 @@ fn log_observation(
             seq,
             kind: Some(EvidenceKind::FirstPartyLog),
             convention: Some(Convention::ClaudeCode),
-            convention_version: res.service_version.as_deref().map(Arc::from),
+            convention_version: res.service_version.clone(),
             trace_id,
             span_id,
             service: res.service.clone(),
@@ -387,22 +397,35 @@ fn log_observation(
 }
 
 /// Unmapped, non-content attributes, bounded in count and value length.
-fn bounded_unmapped(rest: &[KeyValueRef<'_>], stats: &mut ExtractStats) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for kv in rest {
-        if is_content_key(kv.key) || kv.value == ValueRef::Empty {
-            continue;
-        }
+fn bounded_unmapped(rest: &[KeyValueRef<'_>], stats: &mut ExtractStats) -> Unmapped {
+    let kept = || {
+        rest.iter()
+            .filter(|kv| !is_content_key(kv.key) && kv.value != ValueRef::Empty)
+    };
+    // Sized for string values exactly (other values render short): one allocation.
+    let estimate: usize = kept()
+        .take(ATTRIBUTES_MAX_COUNT)
+        .map(|kv| {
+            let value = match kv.value {
+                ValueRef::Str(s) => s.len().min(ATTRIBUTE_VALUE_MAX_LEN),
+                _ => 24,
+            };
+            4 + kv.key.len().min(UNMAPPED_KEY_MAX_LEN) + value
+        })
+        .sum();
+    let mut out = Unmapped::with_capacity(estimate);
+    let mut value = String::new();
+    for kv in kept() {
         if out.len() >= ATTRIBUTES_MAX_COUNT {
             stats.dropped_attributes += 1;
             continue;
         }
-        let (key, key_cut) = crate::attrs::truncate_utf8(kv.key.to_owned(), 128);
-        let (value, cut) = render_bounded(kv.value);
+        let (key, key_cut) = cut_utf8(kv.key, UNMAPPED_KEY_MAX_LEN);
+        let cut = render_bounded_into(kv.value, &mut value);
         if cut || key_cut {
             stats.truncated_values += 1;
         }
-        out.push((key, value));
+        out.push(key, &value);
     }
     out
 }
