@@ -63,8 +63,9 @@ pub struct PipelineConfig {
     /// A call's record is written once none of its spans or logs arrived for
     /// this long, so pieces exported in different requests merge.
     pub merge_window_ms: u64,
-    /// Observations the merge window holds at most; beyond, the oldest calls
-    /// are written early.
+    /// Observations the merge window holds at most (about 1 KB each, with
+    /// the ids kept of sealed calls); beyond, the oldest calls are written
+    /// early, down to half this many.
     pub merge_window_max_observations: usize,
 }
 
@@ -266,7 +267,7 @@ impl Default for PipelineConfig {
             max_queued_bytes: 64 << 20,
             max_unstored_records: 200_000,
             merge_window_ms: 2_000,
-            merge_window_max_observations: 100_000,
+            merge_window_max_observations: 50_000,
         }
     }
 }

@@ -4,10 +4,11 @@
 //!
 //! Observations wait until no observation of their call has arrived for
 //! `max_age`; then the call is sealed into a record. When more than
-//! `max_observations` wait, the oldest calls are sealed early, so memory stays
-//! bounded. Each sealed call leaves its ids behind for `max_age × 10` (bounded
-//! too): an observation arriving later that shares an id with a sealed call is
-//! a late duplicate, counted and dropped instead of becoming a second record.
+//! `max_observations` wait, the oldest calls are sealed early (down to half
+//! the cap), so memory stays bounded. Each sealed call leaves its ids behind
+//! for `max_age × 10` (bounded too): an observation arriving later that shares
+//! an id with a sealed call is a late duplicate, counted and dropped instead
+//! of becoming a second record.
 //!
 //! Every observation carries its [`Origin`] (the spool entry it came from and
 //! its ordinal there), so a crash-recovery replay can skip exactly the
@@ -16,7 +17,8 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::FxHashSet as HashSet;
+use smallvec::SmallVec;
 
 use claudewatch_otlp::{decode, DecodeError, Encoding, ExportRequest, Signal};
 
@@ -120,29 +122,33 @@ struct Waiting {
     origin: Origin,
 }
 
-/// An id a sealed call leaves behind. Request and response ids are kept as
-/// 64-bit keyed hashes (SipHash with this process's random keys): no
-/// allocation per id, and a false match, dropping a call as a late duplicate,
-/// would take a 2^-64 collision that a client cannot aim for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum SealedKey {
-    Request(u64),
-    Response(u64),
+/// What kind of id a sealed call left behind (part of the key's hash, so a
+/// request id never matches a response id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SealedKind {
+    Request,
+    Response,
     /// A sealed observation's own span.
-    Span([u8; 16], [u8; 8]),
+    Span,
     /// A sealed observation's parent span (a late wrapper span has this id).
-    Parent([u8; 16], [u8; 8]),
+    Parent,
 }
 
 /// The ids of recently sealed calls, bounded by age and count.
+///
+/// Every id is kept as one 64-bit keyed hash (SipHash with this process's
+/// random keys) of its kind and bytes: about 30 bytes per id with the
+/// expiry order, instead of the ids themselves, and a false match (dropping
+/// a call as a late duplicate) would take a 2^-64 collision that a client
+/// cannot aim for.
 #[derive(Debug, Default)]
 struct SealedIds {
     hasher: std::collections::hash_map::RandomState,
-    requests: HashMap<u64, u64>,
-    responses: HashMap<u64, u64>,
-    spans: HashMap<([u8; 16], [u8; 8]), u64>,
-    parents: HashMap<([u8; 16], [u8; 8]), u64>,
-    order: VecDeque<(u64, SealedKey)>,
+    keys: HashSet<u64>,
+    /// Keys in the order they were added, oldest first.
+    order: VecDeque<u64>,
+    /// Per seal that added keys, oldest first: when, and how many keys.
+    seals: VecDeque<(u64, usize)>,
 }
 
 impl SealedIds {
@@ -150,73 +156,87 @@ impl SealedIds {
         self.order.is_empty()
     }
 
+    fn text_key(&self, kind: SealedKind, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((kind, id))
+    }
+
+    fn span_key(&self, kind: SealedKind, trace: &[u8; 16], span: &[u8; 8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((kind, trace, span))
+    }
+
+    fn has(&self, key: u64) -> bool {
+        self.keys.contains(&key)
+    }
+
     /// Whether `o` shares an id with a sealed call.
     fn matches(&self, o: &Observation) -> bool {
+        use SealedKind::{Parent, Request, Response, Span};
         o.request_id
             .as_deref()
-            .is_some_and(|r| self.requests.contains_key(&self.id_hash(r)))
+            .is_some_and(|r| self.has(self.text_key(Request, r)))
             || o.response_id
                 .as_deref()
-                .is_some_and(|r| self.responses.contains_key(&self.id_hash(r)))
+                .is_some_and(|r| self.has(self.text_key(Response, r)))
             || o.trace_id.is_some_and(|t| {
                 o.span_id.is_some_and(|s| {
-                    self.spans.contains_key(&(t, s)) || self.parents.contains_key(&(t, s))
+                    self.has(self.span_key(Span, &t, &s)) || self.has(self.span_key(Parent, &t, &s))
                 }) || o
                     .parent_span_id
-                    .is_some_and(|p| self.spans.contains_key(&(t, p)))
+                    .is_some_and(|p| self.has(self.span_key(Span, &t, &p)))
             })
     }
 
-    fn id_hash(&self, id: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(id)
-    }
-
     fn remember(&mut self, o: &Observation, now_ns: u64) {
-        let request = o.request_id.as_deref().map(|r| self.id_hash(r));
-        let response = o.response_id.as_deref().map(|r| self.id_hash(r));
-        let mut add = |key: SealedKey| {
-            let fresh = match &key {
-                SealedKey::Request(r) => self.requests.insert(*r, now_ns).is_none(),
-                SealedKey::Response(r) => self.responses.insert(*r, now_ns).is_none(),
-                SealedKey::Span(t, s) => self.spans.insert((*t, *s), now_ns).is_none(),
-                SealedKey::Parent(t, p) => self.parents.insert((*t, *p), now_ns).is_none(),
-            };
-            if fresh {
-                self.order.push_back((now_ns, key));
-            }
-        };
-        if let Some(r) = request {
-            add(SealedKey::Request(r));
+        use SealedKind::{Parent, Request, Response, Span};
+        let mut new_keys: SmallVec<[u64; 4]> = SmallVec::new();
+        if let Some(r) = o.request_id.as_deref() {
+            new_keys.push(self.text_key(Request, r));
         }
-        if let Some(r) = response {
-            add(SealedKey::Response(r));
+        if let Some(r) = o.response_id.as_deref() {
+            new_keys.push(self.text_key(Response, r));
         }
         if let Some(t) = o.trace_id {
             if let Some(s) = o.span_id {
-                add(SealedKey::Span(t, s));
+                new_keys.push(self.span_key(Span, &t, &s));
             }
             if let (Some(p), true) = (o.parent_span_id, o.kind().is_call_level()) {
-                add(SealedKey::Parent(t, p));
+                new_keys.push(self.span_key(Parent, &t, &p));
             }
+        }
+        let mut added = 0;
+        for key in new_keys {
+            if self.keys.insert(key) {
+                self.order.push_back(key);
+                added += 1;
+            }
+        }
+        if added == 0 {
+            return;
+        }
+        match self.seals.back_mut() {
+            Some((at, n)) if *at == now_ns => *n += added,
+            _ => self.seals.push_back((now_ns, added)),
         }
     }
 
     /// Forgets ids sealed before `horizon`, and the oldest beyond `cap`.
     fn expire(&mut self, horizon: u64, cap: usize) {
-        while let Some((at, _)) = self.order.front() {
-            if *at > horizon && self.order.len() <= cap {
+        while let Some(&(at, n)) = self.seals.front() {
+            let excess = self.order.len().saturating_sub(cap);
+            let drop = if at <= horizon { n } else { excess.min(n) };
+            if drop == 0 {
                 break;
             }
-            let Some((_, key)) = self.order.pop_front() else {
-                break;
-            };
-            match key {
-                SealedKey::Request(r) => self.requests.remove(&r),
-                SealedKey::Response(r) => self.responses.remove(&r),
-                SealedKey::Span(t, s) => self.spans.remove(&(t, s)),
-                SealedKey::Parent(t, p) => self.parents.remove(&(t, p)),
-            };
+            for key in self.order.drain(..drop) {
+                self.keys.remove(&key);
+            }
+            if drop == n {
+                self.seals.pop_front();
+            } else if let Some(front) = self.seals.front_mut() {
+                front.1 -= drop;
+            }
         }
     }
 }
@@ -394,8 +414,8 @@ impl MergeWindow {
     }
 
     /// Seals every call whose newest observation is at least `max_age` old at
-    /// `now_ns` (all of them when `all`), and the oldest calls while more than
-    /// `max_observations` wait.
+    /// `now_ns` (all of them when `all`), and, when more than
+    /// `max_observations` wait, the oldest calls until at most half that many do.
     pub fn seal(&mut self, now_ns: u64, all: bool) -> Sealed {
         let mut out = Sealed {
             records: Vec::new(),
@@ -405,10 +425,14 @@ impl MergeWindow {
             return out;
         }
         let grouping = crate::merge::group(&self.pending);
-        let overflow = self
-            .pending
-            .len()
-            .saturating_sub(self.limits.max_observations);
+        // A full window is brought down to half its cap, so that under a
+        // sustained rate the early seals (each a grouping of the whole
+        // window) come once per half a window, not once per request.
+        let overflow = if self.pending.len() > self.limits.max_observations {
+            self.pending.len() - self.limits.max_observations / 2
+        } else {
+            0
+        };
         // Pending is in arrival order: everything that arrived no later than
         // the `overflow`-th observation must go to bring the window under its cap.
         let early_cutoff = (overflow > 0).then(|| self.waiting[overflow - 1].arrived_ns);
@@ -469,5 +493,78 @@ impl MergeWindow {
         let horizon = now_ns.saturating_sub(self.limits.max_age_ns.saturating_mul(10));
         let cap = self.limits.max_observations.saturating_mul(4).max(1024);
         self.sealed.expire(horizon, cap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observation::EvidenceKind;
+
+    fn call(n: u8) -> Observation {
+        Observation {
+            kind: Some(EvidenceKind::SdkSpan),
+            request_id: Some(format!("req_{n}").into()),
+            response_id: Some(format!("msg_{n}").into()),
+            trace_id: Some([n; 16]),
+            span_id: Some([n; 8]),
+            parent_span_id: Some([n.wrapping_add(100); 8]),
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn sealed_ids_match_each_id_of_the_right_kind_only() {
+        let mut ids = SealedIds::default();
+        ids.remember(&call(1), 10);
+        assert!(ids.matches(&call(1)));
+        let by = |f: &dyn Fn(&mut Observation)| {
+            let mut o = Observation {
+                kind: Some(EvidenceKind::InstrumentationSpan),
+                ..Observation::default()
+            };
+            f(&mut o);
+            ids.matches(&o)
+        };
+        assert!(by(&|o| o.request_id = Some("req_1".into())));
+        assert!(by(&|o| o.response_id = Some("msg_1".into())));
+        // A request id is not a response id.
+        assert!(!by(&|o| o.response_id = Some("req_1".into())));
+        // The late wrapper span: its own span is the sealed span's parent.
+        assert!(by(&|o| {
+            o.trace_id = Some([1; 16]);
+            o.span_id = Some([101; 8]);
+        }));
+        // A late child (an HTTP attempt) under the sealed span.
+        assert!(by(&|o| {
+            o.trace_id = Some([1; 16]);
+            o.span_id = Some([7; 8]);
+            o.parent_span_id = Some([1; 8]);
+        }));
+        // A sibling under the same parent is another call.
+        assert!(!by(&|o| {
+            o.trace_id = Some([1; 16]);
+            o.span_id = Some([7; 8]);
+            o.parent_span_id = Some([101; 8]);
+        }));
+        assert!(!ids.matches(&call(2)));
+    }
+
+    #[test]
+    fn sealed_ids_expire_by_age_then_by_count_oldest_first() {
+        let mut ids = SealedIds::default();
+        for n in 0..10 {
+            ids.remember(&call(n), u64::from(n / 2)); // seals at 0, 1, 2, 3, 4
+        }
+        assert_eq!(ids.order.len(), 40);
+        ids.expire(0, usize::MAX); // the seal at 0: calls 0 and 1
+        assert!(!ids.matches(&call(1)) && ids.matches(&call(2)));
+        assert_eq!(ids.order.len(), 32);
+        ids.expire(0, 30); // two keys over: the oldest two of call 2
+        assert_eq!((ids.order.len(), ids.keys.len()), (30, 30));
+        assert!(ids.matches(&call(2)), "call 2's span keys remain");
+        ids.expire(0, 0);
+        assert!(ids.is_empty() && ids.keys.is_empty() && ids.seals.is_empty());
+        assert!(!ids.matches(&call(9)));
     }
 }

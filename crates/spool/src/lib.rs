@@ -24,6 +24,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{Checkpoint, CheckpointBuilder};
+
+/// The checkpoint's file in the spool directory.
+const CHECKPOINT_FILE: &str = "checkpoint.json";
 pub use entry::Entry;
 
 /// Why the spool failed.
@@ -123,6 +126,22 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}.seg"))
 }
 
+/// Writes the checkpoint of the spool in `dir` atomically and durably
+/// (fsyncs): the first step of [`Spool::commit`], which needs no [`Spool`].
+pub fn store_checkpoint(dir: &Path, checkpoint: &Checkpoint) -> Result<(), SpoolError> {
+    checkpoint.store(&dir.join(CHECKPOINT_FILE))
+}
+
+/// Deletes segment files [`Spool::adopt`] released: the last step of
+/// [`Spool::commit`].
+pub fn remove_segments(paths: &[PathBuf]) -> Result<(), SpoolError> {
+    for path in paths {
+        std::fs::remove_file(path)
+            .map_err(|e| SpoolError::io(format!("removing {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -152,7 +171,7 @@ impl Spool {
         let dir = config.dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| SpoolError::io(format!("creating {}", dir.display()), e))?;
-        let checkpoint = Checkpoint::load(&dir.join("checkpoint.json"))?.unwrap_or_default();
+        let checkpoint = Checkpoint::load(&dir.join(CHECKPOINT_FILE))?.unwrap_or_default();
         let mut firsts: Vec<u64> = std::fs::read_dir(&dir)
             .map_err(|e| SpoolError::io(format!("listing {}", dir.display()), e))?
             .filter_map(|e| e.ok())
@@ -331,18 +350,34 @@ impl Spool {
     /// only entries before `checkpoint.replay_from` (all of them, when
     /// everything appended is stored).
     pub fn commit(&mut self, checkpoint: Checkpoint) -> Result<(), SpoolError> {
-        checkpoint.store(&self.config.dir.join("checkpoint.json"))?;
+        store_checkpoint(&self.config.dir, &checkpoint)?;
+        let released = self.adopt(checkpoint)?;
+        remove_segments(&released)
+    }
+
+    /// The spool's directory.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// Takes a checkpoint already made durable by [`store_checkpoint`]: starts
+    /// a fresh segment when everything appended is stored, and forgets the
+    /// segments that hold only entries before `checkpoint.replay_from`,
+    /// returning their files for [`remove_segments`]. [`Spool::commit`] in
+    /// three steps, so that a caller sharing the spool with appending threads
+    /// holds it only for this one (the other two wait on the disk).
+    pub fn adopt(&mut self, checkpoint: Checkpoint) -> Result<Vec<PathBuf>, SpoolError> {
         self.checkpoint = checkpoint;
         // Everything stored: start a fresh segment so the old one can go.
         if self.checkpoint.replay_from >= self.next_seq && self.active_bytes() > 0 {
             self.rotate()?;
         }
+        let mut released = Vec::new();
         while self.segments.len() > 1 && self.segments[1].first_seq <= self.checkpoint.replay_from {
             let s = self.segments.remove(0);
-            std::fs::remove_file(&s.path)
-                .map_err(|e| SpoolError::io(format!("removing {}", s.path.display()), e))?;
             self.bytes -= s.bytes;
+            released.push(s.path);
         }
-        Ok(())
+        Ok(released)
     }
 }

@@ -136,6 +136,40 @@ fn a_checkpoint_limits_the_replay_and_frees_segments() {
 }
 
 #[test]
+fn a_commit_in_three_steps_lets_appends_run_between_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = SpoolConfig {
+        segment_bytes: 100,
+        ..config(dir.path())
+    };
+    let (mut spool, _) = Spool::open(small.clone()).unwrap();
+    for _ in 0..6 {
+        append_n(&mut spool, 1);
+    }
+    let files = || std::fs::read_dir(dir.path()).unwrap().count();
+    // Step 1, without the spool: the checkpoint is durable.
+    claudewatch_spool::store_checkpoint(spool.dir(), &CheckpointBuilder::new(4, None).build())
+        .unwrap();
+    // An append in between (the ingest thread).
+    append_n(&mut spool, 1);
+    // Step 2 forgets the spent segments but leaves their files to step 3.
+    let held = spool.bytes();
+    let before = files();
+    let released = spool
+        .adopt(CheckpointBuilder::new(4, None).build())
+        .unwrap();
+    assert!(!released.is_empty() && released.iter().all(|p| p.exists()));
+    assert!(spool.bytes() < held);
+    claudewatch_spool::remove_segments(&released).unwrap();
+    assert_eq!(files(), before - released.len());
+    drop(spool);
+    let (spool, report) = Spool::open(small).unwrap();
+    let seqs: Vec<u64> = replayed(&spool).iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![4, 5, 6]);
+    assert_eq!(report.to_replay, 3);
+}
+
+#[test]
 fn a_spool_whose_every_entry_is_stored_holds_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (mut spool, _) = Spool::open(config(dir.path())).unwrap();

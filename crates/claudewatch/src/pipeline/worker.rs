@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use claudewatch_enrich::{CallRecord, EnrichConfig, MergeWindow, Origin, WindowStats};
 use claudewatch_otlp::{decode, DecodeError, Encoding, Signal};
 use claudewatch_sink::Sink;
-use claudewatch_spool::{Spool, SpoolError};
+use claudewatch_spool::{Checkpoint, Spool, SpoolError};
 
 use super::ingest::{lock, AdmittedBatch};
 use super::progress::Progress;
@@ -34,6 +34,8 @@ pub(super) struct Worker {
     rx: Receiver<AdmittedBatch>,
     sink: Box<dyn Sink>,
     spool: Arc<Mutex<Spool>>,
+    /// The spool's directory (its checkpoint file is written without the lock).
+    spool_dir: std::path::PathBuf,
     /// One past the last spool entry put into a window: entries from here on
     /// are spooled but not admitted yet, so a checkpoint must replay them.
     admitted_next_seq: u64,
@@ -90,11 +92,15 @@ impl Worker {
         enrich: EnrichConfig,
         shared: Arc<Shared>,
     ) -> Worker {
-        let admitted_next_seq = lock(&spool).next_seq();
+        let (admitted_next_seq, spool_dir) = {
+            let held = lock(&spool);
+            (held.next_seq(), held.dir().to_path_buf())
+        };
         Worker {
             rx,
             sink,
             spool,
+            spool_dir,
             admitted_next_seq,
             enrich,
             shared,
@@ -247,11 +253,16 @@ impl Worker {
         if !self.unstored.is_empty() && retry_due {
             self.store_unstored();
         }
-        if !all && now < self.next_seal {
+        let limits = self.shared.settings.window;
+        // A window over its cap is sealed at once: the cap bounds memory.
+        let over_cap = self
+            .windows
+            .values()
+            .any(|w| w.len() > limits.max_observations);
+        if !all && now < self.next_seal && !over_cap {
             return;
         }
         let now_ns = self.now_ns();
-        let limits = self.shared.settings.window;
         let due = |w: &MergeWindow| {
             w.len() > limits.max_observations
                 || w.oldest_arrival_ns()
@@ -307,12 +318,7 @@ impl Worker {
                 }
                 let position = self.sink.position();
                 let checkpoint = self.progress.checkpoint(self.admitted_next_seq, position);
-                let committed = {
-                    let mut spool = lock(&self.spool);
-                    let result = spool.commit(checkpoint);
-                    metrics.spool_bytes.set(spool.bytes() as i64);
-                    result
-                };
+                let committed = self.commit(checkpoint);
                 match committed {
                     // Durable: a restart will not replay what the sink holds up to `position`.
                     Ok(()) => {
@@ -355,6 +361,20 @@ impl Worker {
         metrics
             .unstored_records
             .set(self.unstored.iter().map(|u| u.records.len()).sum::<usize>() as i64);
+    }
+
+    /// Makes `checkpoint` the spool's. The checkpoint file's fsyncs and the
+    /// deletion of spent segments run without the spool's lock, so the ingest
+    /// thread's appends (and the answers waiting on them) go on meanwhile.
+    fn commit(&self, checkpoint: Checkpoint) -> Result<(), SpoolError> {
+        claudewatch_spool::store_checkpoint(&self.spool_dir, &checkpoint)?;
+        let released = {
+            let mut spool = lock(&self.spool);
+            let released = spool.adopt(checkpoint);
+            self.shared.metrics.spool_bytes.set(spool.bytes() as i64);
+            released?
+        };
+        claudewatch_spool::remove_segments(&released)
     }
 
     /// At shutdown: seals every call and stores it, retrying a failing sink
