@@ -33,6 +33,18 @@ enum Out {
     File(BufWriter<File>),
 }
 
+impl Out {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Out::Stdout(w) => w,
+            Out::File(w) => w,
+        }
+    }
+}
+
+/// Serialized lines are handed to the writer in pieces of about this size.
+const LINES_CHUNK_BYTES: usize = 1 << 20;
+
 /// Writes records as JSON lines; `flush` fsyncs a file when asked to.
 pub struct JsonLinesSink {
     out: Out,
@@ -40,6 +52,8 @@ pub struct JsonLinesSink {
     target: JsonLinesTarget,
     /// File length after the last flush.
     flushed_len: u64,
+    /// Lines serialized but not yet handed to `out` (reused).
+    lines: Vec<u8>,
 }
 
 impl JsonLinesSink {
@@ -68,6 +82,7 @@ impl JsonLinesSink {
             fsync,
             target,
             flushed_len,
+            lines: Vec::new(),
         })
     }
 
@@ -85,22 +100,31 @@ impl Sink for JsonLinesSink {
     }
 
     fn write(&mut self, records: &[CallRecord]) -> Result<(), SinkError> {
-        let what = self.describe();
-        let w: &mut dyn Write = match &mut self.out {
-            Out::Stdout(w) => w,
-            Out::File(w) => w,
-        };
+        // Records are serialized into a plain buffer (no dynamic writer call
+        // per JSON fragment) and handed to the writer in large pieces.
+        let lines = &mut self.lines;
+        lines.clear();
+        let mut written = Ok(());
         for r in records {
-            serde_json::to_writer(&mut *w, r).map_err(|e| SinkError::Io {
-                what: format!("writing to {what}"),
-                source: e.into(),
-            })?;
-            w.write_all(b"\n").map_err(|source| SinkError::Io {
-                what: format!("writing to {what}"),
-                source,
-            })?;
+            if let Err(e) = serde_json::to_writer(&mut *lines, r) {
+                written = Err(std::io::Error::from(e));
+                break;
+            }
+            lines.push(b'\n');
+            if lines.len() >= LINES_CHUNK_BYTES {
+                written = self.out.writer().write_all(lines);
+                lines.clear();
+                if written.is_err() {
+                    break;
+                }
+            }
         }
-        Ok(())
+        written
+            .and_then(|()| self.out.writer().write_all(lines))
+            .map_err(|source| SinkError::Io {
+                what: format!("writing to {}", self.describe()),
+                source,
+            })
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
