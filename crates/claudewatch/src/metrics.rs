@@ -55,6 +55,9 @@ pub struct Metrics {
     pub sink_errors: Counter,
     /// Time to write and flush one batch to the sinks.
     pub sink_flush_seconds: Histogram,
+    /// Time to append one group of requests to the spool and fsync it (every
+    /// acknowledgement waits for one: the disk's share of the latency).
+    pub spool_append_seconds: Histogram,
     /// Decompressed request bytes waiting in the queue.
     pub queued_bytes: Gauge<i64, AtomicI64>,
     /// Observations waiting in the merge windows.
@@ -95,6 +98,7 @@ impl Metrics {
             queue_depth: Gauge::default(),
             sink_errors: Counter::default(),
             sink_flush_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            spool_append_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             queued_bytes: Gauge::default(),
             window_observations: Gauge::default(),
             late_duplicates: Counter::default(),
@@ -149,6 +153,12 @@ impl Metrics {
             "Time to write and flush one batch",
             Unit::Seconds,
             m.sink_flush_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "claudewatch_spool_append",
+            "Time to append one group of requests to the spool and fsync it",
+            Unit::Seconds,
+            m.spool_append_seconds.clone(),
         );
         registry.register_with_unit(
             "claudewatch_queued",

@@ -217,6 +217,13 @@ fn clickhouse_down_fills_the_journal_then_clients_get_503_and_nothing_is_dropped
         metric(&serve.base, "claudewatch_clickhouse_insert_retries_total") > 0.0,
         "/metrics counts the failed inserts"
     );
+    // Every acknowledged request waited for a spool append (at most one per
+    // request sent; the refused ones may have been refused before it).
+    let appends = metric(&serve.base, "claudewatch_spool_append_seconds_count");
+    assert!(
+        appends >= 1.0 && appends <= (acked + refused) as f64,
+        "{appends} spool appends for {acked} acknowledged requests"
+    );
     drop(serve);
     // Everything acknowledged is in the spool or the journal: started against a
     // live server, it all lands.

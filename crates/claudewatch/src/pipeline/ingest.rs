@@ -153,9 +153,13 @@ impl Ingest {
             );
         }
         let spooled = {
+            let started = std::time::Instant::now();
             let mut spool = lock(&self.spool);
             let result = spool.append(&entries);
             metrics.spool_bytes.set(spool.bytes() as i64);
+            metrics
+                .spool_append_seconds
+                .observe(started.elapsed().as_secs_f64());
             result
         };
         let refusal = match spooled {
