@@ -275,8 +275,18 @@ impl Worker {
         for w in self.windows.values_mut() {
             if all || due(w) {
                 let s = w.seal(now_ns, all);
-                sealed.records.extend(s.records);
-                sealed.origins.extend(s.origins);
+                // One window is the usual case: its vectors are taken as they
+                // are (extending empty ones would hold two copies at the peak).
+                if sealed.records.is_empty() {
+                    sealed.records = s.records;
+                } else {
+                    sealed.records.extend(s.records);
+                }
+                if sealed.origins.is_empty() {
+                    sealed.origins = s.origins;
+                } else {
+                    sealed.origins.extend(s.origins);
+                }
             }
         }
         if sealed.origins.is_empty() {
