@@ -20,6 +20,12 @@ use crate::view::{
 /// level costs three), so the scanner never accepts what prost refuses.
 const MAX_DEPTH: usize = 24;
 
+/// One-byte tags (field number << 3 | wire type) of the canonical encoding.
+const TAG_1_BYTES: u8 = 1 << 3 | 2;
+const TAG_2_BYTES: u8 = 2 << 3 | 2;
+const TAG_2_VARINT: u8 = 2 << 3;
+const TAG_3_VARINT: u8 = 3 << 3;
+
 /// The value of one wire field.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum WireValue<'a> {
@@ -68,6 +74,16 @@ impl<'a> Reader<'a> {
             return Some(u64::from(first));
         }
         self.varint_slow()
+    }
+
+    /// A length-delimited payload (the length varint, then the bytes).
+    #[inline]
+    fn len_delimited(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        let end = self.pos.checked_add(len)?;
+        let bytes = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(bytes)
     }
 
     fn varint_slow(&mut self) -> Option<u64> {
@@ -156,32 +172,26 @@ fn any_value_at(buf: &[u8], depth: usize) -> Option<ValueRef<'_>> {
     }
     let mut value = ValueRef::Empty;
     let mut set = false;
-    each_field(buf, |f| {
-        let v = match (f.number, f.value) {
-            (1, WireValue::Bytes(_)) => ValueRef::Str(string(&f)?),
-            (2, WireValue::Varint(b)) => ValueRef::Bool(b != 0),
-            (3, WireValue::Varint(i)) => ValueRef::Int(i as i64),
-            (4, WireValue::Fixed64(d)) => ValueRef::Double(f64::from_bits(d)),
-            (5, WireValue::Bytes(b)) => {
-                each_field(b, |e| match (e.number, e.value) {
-                    (1, WireValue::Bytes(x)) => any_value_at(x, depth + 1).map(|_| ()),
-                    (1, _) => None,
-                    _ => Some(()),
-                })?;
-                ValueRef::Array(ListRef::Wire(b))
+    let mut r = Reader::new(buf);
+    while r.pos < buf.len() {
+        // Fast paths: the one-byte tags of the scalar cases exporters write.
+        let v = match buf[r.pos] {
+            TAG_1_BYTES => {
+                r.pos += 1;
+                ValueRef::Str(std::str::from_utf8(r.len_delimited()?).ok()?)
             }
-            (6, WireValue::Bytes(b)) => {
-                each_field(b, |e| match (e.number, e.value) {
-                    (1, WireValue::Bytes(x)) => key_value_at(x, depth + 1).map(|_| ()),
-                    (1, _) => None,
-                    _ => Some(()),
-                })?;
-                ValueRef::Kvlist(KvListRef::Wire(b))
+            TAG_2_VARINT => {
+                r.pos += 1;
+                ValueRef::Bool(r.varint()? != 0)
             }
-            (7, WireValue::Bytes(b)) => ValueRef::Bytes(b),
-            // string_value_strindex (profiles only), or a known field with the wrong wire type.
-            (1..=8, _) => return None,
-            _ => return Some(()),
+            TAG_3_VARINT => {
+                r.pos += 1;
+                ValueRef::Int(r.varint()? as i64)
+            }
+            _ => match any_value_field(r.next_field().ok()??, depth)? {
+                Some(v) => v,
+                None => continue,
+            },
         };
         if set {
             // A oneof given twice: prost's merge rules decide.
@@ -189,9 +199,40 @@ fn any_value_at(buf: &[u8], depth: usize) -> Option<ValueRef<'_>> {
         }
         set = true;
         value = v;
-        Some(())
-    })?;
+    }
     Some(value)
+}
+
+/// One field of an `AnyValue` by the general path: `Some(None)` for an
+/// unknown field (skipped), `None` when prost must decide.
+fn any_value_field(f: Field<'_>, depth: usize) -> Option<Option<ValueRef<'_>>> {
+    let v = match (f.number, f.value) {
+        (1, WireValue::Bytes(_)) => ValueRef::Str(string(&f)?),
+        (2, WireValue::Varint(b)) => ValueRef::Bool(b != 0),
+        (3, WireValue::Varint(i)) => ValueRef::Int(i as i64),
+        (4, WireValue::Fixed64(d)) => ValueRef::Double(f64::from_bits(d)),
+        (5, WireValue::Bytes(b)) => {
+            each_field(b, |e| match (e.number, e.value) {
+                (1, WireValue::Bytes(x)) => any_value_at(x, depth + 1).map(|_| ()),
+                (1, _) => None,
+                _ => Some(()),
+            })?;
+            ValueRef::Array(ListRef::Wire(b))
+        }
+        (6, WireValue::Bytes(b)) => {
+            each_field(b, |e| match (e.number, e.value) {
+                (1, WireValue::Bytes(x)) => key_value_at(x, depth + 1).map(|_| ()),
+                (1, _) => None,
+                _ => Some(()),
+            })?;
+            ValueRef::Kvlist(KvListRef::Wire(b))
+        }
+        (7, WireValue::Bytes(b)) => ValueRef::Bytes(b),
+        // string_value_strindex (profiles only), or a known field with the wrong wire type.
+        (1..=8, _) => return None,
+        _ => return Some(None),
+    };
+    Some(Some(v))
 }
 
 /// Validates and views one `KeyValue`.
@@ -202,20 +243,36 @@ pub(crate) fn key_value(buf: &[u8]) -> Result<KeyValueRef<'_>, ()> {
 fn key_value_at(buf: &[u8], depth: usize) -> Option<KeyValueRef<'_>> {
     let mut key = "";
     let mut value = None;
-    each_field(buf, |f| {
-        match (f.number, f.value) {
-            (1, WireValue::Bytes(_)) => key = string(&f)?,
-            (2, WireValue::Bytes(b)) => {
-                if value.is_some() {
-                    return None;
-                }
-                value = Some(any_value_at(b, depth)?);
+    let mut r = Reader::new(buf);
+    while r.pos < buf.len() {
+        // Fast paths: the one-byte tags of `key` and `value`.
+        let (number, bytes) = match buf[r.pos] {
+            TAG_1_BYTES => {
+                r.pos += 1;
+                (1, r.len_delimited()?)
             }
-            (1..=3, _) => return None,
-            _ => {}
+            TAG_2_BYTES => {
+                r.pos += 1;
+                (2, r.len_delimited()?)
+            }
+            _ => match r.next_field().ok()?? {
+                Field {
+                    number: n @ (1 | 2),
+                    value: WireValue::Bytes(b),
+                } => (n, b),
+                Field { number: 1..=3, .. } => return None,
+                _ => continue,
+            },
+        };
+        if number == 1 {
+            key = std::str::from_utf8(bytes).ok()?;
+        } else {
+            if value.is_some() {
+                return None;
+            }
+            value = Some(any_value_at(bytes, depth)?);
         }
-        Some(())
-    })?;
+    }
     Some(KeyValueRef {
         key,
         value: value.unwrap_or(ValueRef::Empty),
