@@ -198,6 +198,9 @@ fn clickhouse_down_under_load_then_back_loses_nothing_and_doubles_nothing() {
     let server = LocalClickHouse::start(&ch_dir, port);
     assert!(sink.wait_idle(Duration::from_secs(60)), "backlog drained");
     assert_eq!(sink.backlog_rows(), 0);
+    // A new client: the old one's pooled connection went with the old server,
+    // and its runtime (idle between `block_on`s) never saw it close.
+    let client = config.client();
     rt.block_on(common::assert_rollups_match(&client, 16_000));
     let distinct = rt.block_on(count(
         &client,
