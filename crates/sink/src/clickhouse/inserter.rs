@@ -19,7 +19,7 @@ use claudewatch_model::CallRecord;
 use clickhouse::Client;
 
 use super::journal::{BatchLimits, Group, Journal};
-use super::row::{self, CallRow};
+use super::row::{self, CallRowRef};
 use crate::SinkError;
 
 /// ClickHouse exception codes that are about the rows themselves: retrying
@@ -297,7 +297,7 @@ async fn insert_group(
     let mut rows = Vec::with_capacity(group.rows as usize);
     for payload in &group.payloads {
         let before = rows.len();
-        if let Err(e) = row::decode(payload, &mut rows) {
+        if let Err(e) = row::decode_ref(payload, &mut rows) {
             rows.truncate(before);
             tracing::error!(error = %e, token, "ClickHouse journal entry does not decode: its rows are skipped");
         }
@@ -333,7 +333,7 @@ async fn insert_group(
     if !rejected.is_empty() {
         let letters: Vec<(CallRecord, String)> = rejected
             .into_iter()
-            .map(|(i, reason)| (rows[i].clone().into_record(), reason))
+            .map(|(i, reason)| (rows[i].to_owned_row().into_record(), reason))
             .collect();
         tracing::error!(
             rows = letters.len(),
@@ -364,11 +364,11 @@ async fn insert_group(
 async fn insert_once(
     client: &Client,
     settings: &InserterSettings,
-    rows: &[CallRow],
+    rows: &[CallRowRef<'_>],
     token: &str,
 ) -> clickhouse::error::Result<()> {
     let mut insert = client
-        .insert::<CallRow>(&settings.table)
+        .insert::<CallRowRef<'static>>(&settings.table)
         .await?
         .with_timeouts(Some(settings.insert_timeout), Some(settings.insert_timeout))
         .with_setting("insert_deduplicate", "1")
@@ -385,7 +385,7 @@ async fn insert_retrying(
     shared: &Shared,
     client: &Client,
     settings: &InserterSettings,
-    rows: &[CallRow],
+    rows: &[CallRowRef<'_>],
     token: &str,
 ) -> Result<(), Failure> {
     let mut backoff = settings.retry_initial;

@@ -89,6 +89,89 @@ pub struct CallRow {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// [`CallRow`] borrowing its text from the journal's bytes: what the
+/// inserter sends (no copy of any string per row).
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize)]
+pub struct CallRowRef<'a> {
+    /// `DateTime64(9, 'UTC')`: nanoseconds since the epoch.
+    pub time_unix_nano: i64,
+    /// `''` when the record has none.
+    pub tenant: &'a str,
+    /// `''` when the record has none.
+    pub service: &'a str,
+    /// Deployment environment.
+    pub environment: Option<&'a str>,
+    /// Anthropic organization id.
+    pub organization_id: Option<&'a str>,
+    /// Trace id (hex).
+    pub trace_id: Option<&'a str>,
+    /// Span id (hex).
+    pub span_id: Option<&'a str>,
+    /// The API's request id.
+    pub request_id: Option<&'a str>,
+    /// The response's message id.
+    pub response_id: Option<&'a str>,
+    /// anthropic, bedrock or vertex.
+    pub provider: Option<&'a str>,
+    /// Model id as sent.
+    pub model: Option<&'a str>,
+    /// `''` when the record has none.
+    pub model_family: &'a str,
+    /// Streamed or not.
+    pub stream: Option<bool>,
+    /// HTTP status of the last attempt.
+    pub http_status: Option<u16>,
+    /// API error type.
+    pub error_type: Option<&'a str>,
+    /// Outcome name.
+    pub outcome: &'a str,
+    /// Blame name.
+    pub blame: Option<&'a str>,
+    /// Whether retrying can help.
+    pub retryable: bool,
+    /// Any of the overload forms.
+    pub overload: bool,
+    /// Which limit a 429 names.
+    pub limit_kind: Option<&'a str>,
+    /// Why generation stopped.
+    pub stop_reason: Option<&'a str>,
+    /// Uncached input tokens.
+    pub input_tokens: Option<u64>,
+    /// Cache-read tokens.
+    pub cache_read_tokens: Option<u64>,
+    /// Cache-write tokens (all TTLs).
+    pub cache_write_tokens: Option<u64>,
+    /// Cache-write tokens with a 1-hour TTL.
+    pub cache_write_1h_tokens: Option<u64>,
+    /// Output tokens.
+    pub output_tokens: Option<u64>,
+    /// `Decimal(38, 18)`: the cost in units of 10^-18 USD.
+    pub cost_usd: Option<i128>,
+    /// No price for the model.
+    pub unpriced: bool,
+    /// Time to first token, ms.
+    pub ttft_ms: Option<f64>,
+    /// Duration, ms.
+    pub duration_ms: Option<f64>,
+    /// Retries before this attempt.
+    pub retry_attempt: Option<u32>,
+    /// Instrumentation(s).
+    pub source: &'a str,
+    /// Unmapped attributes.
+    pub attributes: Attributes<'a>,
+}
+
+/// The attributes of a [`CallRowRef`] in the journal's order, serialized as
+/// the `Map(String, String)` they are.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Attributes<'a>(pub Vec<(&'a str, &'a str)>);
+
+impl Serialize for Attributes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().copied())
+    }
+}
+
 /// Why a record cannot become a row (it goes to the dead-letter file instead).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RowError {
@@ -311,12 +394,12 @@ impl<'a> Reader<'a> {
         }
         Err(RowError::Corrupt(self.at, "varint too long"))
     }
-    fn string(&mut self) -> Result<String, RowError> {
+    fn string(&mut self) -> Result<&'a str, RowError> {
         let len =
             usize::try_from(self.varint()?).map_err(|_| RowError::Corrupt(self.at, "length"))?;
         let at = self.at;
         let s = self.take(len)?;
-        String::from_utf8(s.to_vec()).map_err(|_| RowError::Corrupt(at, "string is not UTF-8"))
+        std::str::from_utf8(s).map_err(|_| RowError::Corrupt(at, "string is not UTF-8"))
     }
     /// The Nullable marker: true when a value follows.
     fn present(&mut self) -> Result<bool, RowError> {
@@ -336,8 +419,8 @@ impl<'a> Reader<'a> {
             Ok(None)
         }
     }
-    fn row(&mut self) -> Result<CallRow, RowError> {
-        Ok(CallRow {
+    fn row(&mut self) -> Result<CallRowRef<'a>, RowError> {
+        Ok(CallRowRef {
             time_unix_nano: i64::from_le_bytes(self.array()?),
             tenant: self.string()?,
             service: self.string()?,
@@ -372,25 +455,82 @@ impl<'a> Reader<'a> {
             source: self.string()?,
             attributes: {
                 let n = self.varint()?;
-                let mut m = BTreeMap::new();
+                let mut pairs = Vec::with_capacity(usize::try_from(n).unwrap_or(0).min(64));
                 for _ in 0..n {
                     let k = self.string()?;
                     let v = self.string()?;
-                    m.insert(k, v);
+                    pairs.push((k, v));
                 }
-                m
+                Attributes(pairs)
             },
         })
     }
+}
+
+/// Decodes RowBinary rows written by [`encode`], appending them to `out`
+/// (borrowing every string from `bytes`).
+pub fn decode_ref<'a>(bytes: &'a [u8], out: &mut Vec<CallRowRef<'a>>) -> Result<(), RowError> {
+    let mut r = Reader { bytes, at: 0 };
+    while r.at < bytes.len() {
+        out.push(r.row()?);
+    }
+    Ok(())
 }
 
 /// Decodes RowBinary rows written by [`encode`], appending them to `out`.
 pub fn decode(bytes: &[u8], out: &mut Vec<CallRow>) -> Result<(), RowError> {
     let mut r = Reader { bytes, at: 0 };
     while r.at < bytes.len() {
-        out.push(r.row()?);
+        out.push(r.row()?.to_owned_row());
     }
     Ok(())
+}
+
+impl CallRowRef<'_> {
+    /// The same row owning its text.
+    pub fn to_owned_row(&self) -> CallRow {
+        let text = |s: Option<&str>| s.map(str::to_owned);
+        CallRow {
+            time_unix_nano: self.time_unix_nano,
+            tenant: self.tenant.to_owned(),
+            service: self.service.to_owned(),
+            environment: text(self.environment),
+            organization_id: text(self.organization_id),
+            trace_id: text(self.trace_id),
+            span_id: text(self.span_id),
+            request_id: text(self.request_id),
+            response_id: text(self.response_id),
+            provider: text(self.provider),
+            model: text(self.model),
+            model_family: self.model_family.to_owned(),
+            stream: self.stream,
+            http_status: self.http_status,
+            error_type: text(self.error_type),
+            outcome: self.outcome.to_owned(),
+            blame: text(self.blame),
+            retryable: self.retryable,
+            overload: self.overload,
+            limit_kind: text(self.limit_kind),
+            stop_reason: text(self.stop_reason),
+            input_tokens: self.input_tokens,
+            cache_read_tokens: self.cache_read_tokens,
+            cache_write_tokens: self.cache_write_tokens,
+            cache_write_1h_tokens: self.cache_write_1h_tokens,
+            output_tokens: self.output_tokens,
+            cost_usd: self.cost_usd,
+            unpriced: self.unpriced,
+            ttft_ms: self.ttft_ms,
+            duration_ms: self.duration_ms,
+            retry_attempt: self.retry_attempt,
+            source: self.source.to_owned(),
+            attributes: self
+                .attributes
+                .0
+                .iter()
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
 }
 
 fn parse_name<T: serde::de::DeserializeOwned>(s: Option<&str>) -> Option<T> {
@@ -473,6 +613,22 @@ mod tests {
         let row = CallRow::from_record(&r).unwrap();
         assert_eq!(row.cost_usd, Some(12_500_000_000));
         assert_eq!(row.clone().into_record(), r);
+    }
+
+    #[test]
+    fn the_borrowed_row_is_the_owned_one_and_its_attributes_a_map() {
+        let mut r = record();
+        r.attributes.clear();
+        r.attributes.insert("b".into(), "2".into());
+        r.attributes.insert("a".into(), "1 é".into());
+        let mut buf = Vec::new();
+        encode(&r, &mut buf).unwrap();
+        let mut rows = Vec::new();
+        decode_ref(&buf, &mut rows).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].to_owned_row(), CallRow::from_record(&r).unwrap());
+        let json = serde_json::to_value(&rows[0].attributes).unwrap();
+        assert_eq!(json, serde_json::json!({"a": "1 é", "b": "2"}));
     }
 
     #[test]
