@@ -238,43 +238,50 @@ fn is_retried_status(s: u16) -> bool {
 }
 
 fn join_twins(obs: &[Observation], g: &mut Groups<'_>) {
-    #[derive(Default)]
-    struct Summary {
-        sdk: Option<usize>,
-        instr: Option<usize>,
-    }
-    let mut summaries: HashMap<usize, Summary> = HashMap::default();
+    // Per group (indexed by its root): its first SDK span and its first
+    // instrumentation span.
+    const NONE: usize = usize::MAX;
+    let mut firsts = vec![(NONE, NONE); obs.len()];
     for (i, o) in obs.iter().enumerate() {
-        let root = g.find(i);
-        let s = summaries.entry(root).or_default();
-        match o.kind() {
-            EvidenceKind::SdkSpan => s.sdk = s.sdk.or(Some(i)),
-            EvidenceKind::InstrumentationSpan => s.instr = s.instr.or(Some(i)),
-            _ => {}
+        let slot = match o.kind() {
+            EvidenceKind::SdkSpan => 0,
+            EvidenceKind::InstrumentationSpan => 1,
+            _ => continue,
+        };
+        let f = &mut firsts[g.find(i)];
+        let first = if slot == 0 { &mut f.0 } else { &mut f.1 };
+        if *first == NONE {
+            *first = i;
         }
     }
     let mut sdk_only: Vec<usize> = Vec::new();
     let mut instr_only: Vec<usize> = Vec::new();
-    for s in summaries.values() {
-        match (s.sdk, s.instr) {
-            (Some(i), None) => sdk_only.push(i),
-            (None, Some(i)) => instr_only.push(i),
+    for &(sdk, instr) in &firsts {
+        match (sdk, instr) {
+            (i, NONE) if i != NONE => sdk_only.push(i),
+            (NONE, i) if i != NONE => instr_only.push(i),
             _ => {}
         }
     }
     if sdk_only.is_empty() || instr_only.is_empty() {
         return;
     }
-    let family = |o: &Observation| {
-        o.request_model
-            .as_deref()
-            .and_then(crate::model_id::normalize)
-            .map(|m| m.family)
+    // Model families, normalised once per distinct model string.
+    let mut families: HashMap<&str, Option<String>> = HashMap::default();
+    for &i in sdk_only.iter().chain(&instr_only) {
+        if let Some(m) = obs[i].request_model.as_deref() {
+            families
+                .entry(m)
+                .or_insert_with(|| crate::model_id::normalize(m).map(|id| id.family));
+        }
+    }
+    let family = |o: &'_ Observation| -> Option<&str> {
+        families.get(o.request_model.as_deref()?)?.as_deref()
     };
     // Candidates by (service, model family), each bucket sorted by start, so
     // an SDK span looks only at instrumentation spans that started just
     // before it: never every pair (the stream's window can hold 100k spans).
-    let mut buckets: HashMap<(Option<&str>, Option<String>), Vec<usize>> = HashMap::default();
+    let mut buckets: HashMap<(Option<&str>, Option<&str>), Vec<usize>> = HashMap::default();
     for &c in &instr_only {
         let co = &obs[c];
         buckets
