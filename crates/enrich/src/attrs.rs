@@ -69,16 +69,9 @@ pub fn first_string(v: ValueRef<'_>) -> Option<&str> {
     }
 }
 
-/// Renders any value as a bounded display string for the unmapped-attributes map.
-/// Returns the string and whether it was truncated.
-pub fn render_bounded(v: ValueRef<'_>) -> (String, bool) {
-    let mut out = String::new();
-    let cut = render_bounded_into(v, &mut out);
-    (out, cut)
-}
-
-/// [`render_bounded`] into `out` (cleared first, its allocation reused);
-/// returns whether the value was truncated.
+/// Renders any value as a bounded display string for the unmapped-attributes
+/// map, into `out` (cleared first, its allocation reused); returns whether the
+/// value was truncated.
 pub fn render_bounded_into(v: ValueRef<'_>, out: &mut String) -> bool {
     out.clear();
     render_into(v, out, 0);
@@ -155,16 +148,6 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
 pub fn cut_utf8(s: &str, max: usize) -> (&str, bool) {
     let end = floor_char_boundary(s, max);
     (&s[..end], end < s.len())
-}
-
-/// Cuts a string to at most `max` bytes on a character boundary.
-pub fn truncate_utf8(mut s: String, max: usize) -> (String, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    let cut = floor_char_boundary(&s, max);
-    s.truncate(cut);
-    (s, true)
 }
 
 /// True for attribute keys that carry message content (prompts, completions,
@@ -253,9 +236,11 @@ mod tests {
 
     #[test]
     fn truncation_respects_char_boundaries() {
-        let (t, cut) = truncate_utf8("é".repeat(200), 255);
+        let s = "é".repeat(200);
+        let (t, cut) = cut_utf8(&s, 255);
         assert!(cut);
         assert_eq!(t.len(), 254);
+        assert_eq!(cut_utf8("abc", 3), ("abc", false));
     }
 
     #[test]
