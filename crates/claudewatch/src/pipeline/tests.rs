@@ -245,6 +245,94 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
     std::fs::remove_dir_all(spool).unwrap();
 }
 
+/// A sink that keeps what it is given.
+struct CollectingSink(Arc<Mutex<Vec<CallRecord>>>);
+
+impl Sink for CollectingSink {
+    fn name(&self) -> &'static str {
+        "collecting"
+    }
+    fn write(&mut self, records: &[CallRecord]) -> Result<(), SinkError> {
+        self.0.lock().unwrap().extend_from_slice(records);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_over_its_cap_is_sealed_at_once_down_to_half() {
+    const CAP: usize = 4;
+    const CALLS: u64 = 12;
+    let spool = tempfile_dir();
+    let settings = PipelineSettings {
+        queue_capacity: 16,
+        max_batch_requests: 1,
+        max_queued_bytes: 1 << 30,
+        max_unstored_records: 1000,
+        retry_after_secs: 1,
+        default_tenant: None,
+        // No call ever ages out during the test: only the cap seals.
+        window: WindowLimits {
+            max_age_ns: 3_600_000_000_000,
+            max_observations: CAP,
+        },
+        spool: SpoolConfig {
+            dir: spool.clone(),
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 30,
+        },
+        drain_timeout: Duration::from_secs(5),
+        worker_backlog_batches: 1024,
+    };
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+    let (pipeline, worker) = start(
+        settings,
+        EnrichConfig::default(),
+        Box::new(CollectingSink(written.clone())),
+        metrics,
+    )
+    .unwrap();
+    for n in 0..CALLS {
+        assert!(accepted(&pipeline.submit(submission(n)).await));
+        // One request at a time: the window crosses its cap again and again,
+        // and comes back under it at once (the next seal by age is an hour away).
+        let mut waited = 0;
+        loop {
+            let waiting = pipeline.shared.metrics.window_observations.get() as u64;
+            let stored = written.lock().unwrap().len() as u64;
+            if waiting + stored > n && waiting <= CAP as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            waited += 1;
+            assert!(
+                waited < 1000,
+                "call {n}: {waiting} observations waiting (cap {CAP}), {stored} written"
+            );
+        }
+    }
+    // Before any shutdown, every crossing was sealed at once down to half the
+    // cap: all but the last few calls are written.
+    let before_stop = written.lock().unwrap().len();
+    assert!(
+        before_stop as u64 >= CALLS - CAP as u64,
+        "{before_stop} of {CALLS} written before the stop"
+    );
+    drop(pipeline);
+    tokio::task::spawn_blocking(move || worker.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        written.lock().unwrap().len() as u64,
+        CALLS,
+        "all written once"
+    );
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
 fn tempfile_dir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!(
         "cw-pipeline-test-{}-{}",
