@@ -9,9 +9,9 @@
 use std::io::Write;
 
 use bytes::Bytes;
-use claudewatch_enrich::{EnrichConfig, MergeWindow, WindowLimits};
+use claudewatch_enrich::{extract_request, EnrichConfig, MergeWindow, WindowLimits};
 use claudewatch_ingest::body::{decompress, BodyError, ContentEncoding};
-use claudewatch_otlp::{decode, Encoding, Signal};
+use claudewatch_otlp::{Encoding, Signal};
 use libfuzzer_sys::fuzz_target;
 
 const LIMIT: usize = 64 * 1024;
@@ -64,10 +64,11 @@ fuzz_target!(|data: &[u8]| {
         EnrichConfig::default(),
         WindowLimits { max_age_ns: 1, max_observations: 64 },
     );
-    let pushed = match (signal, format) {
-        (Signal::Traces, Encoding::Protobuf) => window.push_traces_protobuf(&plain, 0, 0).is_ok(),
-        _ => decode(signal, format, &plain).map(|r| window.push(&r, 0, 0)).is_ok(),
-    };
+    // serve's path: extraction (zero-copy for protobuf traces), then the window.
+    let limits = EnrichConfig::default().attribute_limits;
+    let pushed = extract_request(signal, format, &plain, &limits)
+        .map(|x| window.admit_extracted(x, 0, 0))
+        .is_ok();
     if pushed {
         let sealed = window.seal(2, false);
         assert!(window.is_empty());

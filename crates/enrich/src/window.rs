@@ -325,25 +325,6 @@ impl MergeWindow {
         self.admit(from, entry, now_ns)
     }
 
-    /// Decodes and extracts a protobuf traces request (zero-copy when canonical).
-    pub fn push_traces_protobuf(
-        &mut self,
-        bytes: &[u8],
-        entry: u64,
-        now_ns: u64,
-    ) -> Result<u32, claudewatch_otlp::DecodeError> {
-        let mut holder = None;
-        let batch = claudewatch_otlp::trace_batch_protobuf(bytes, &mut holder)?;
-        let from = self.pending.len();
-        extract::extract_traces(
-            &batch,
-            &mut self.seq,
-            &mut self.stats.extract,
-            &mut self.pending,
-        );
-        Ok(self.admit(from, entry, now_ns))
-    }
-
     /// Adds the observations of a request extracted elsewhere
     /// ([`extract_request`]), as spool entry `entry` arriving at `now_ns`;
     /// returns how many there were (their ordinals are `0..n`).

@@ -24,10 +24,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{Checkpoint, CheckpointBuilder};
+pub use entry::Entry;
 
 /// The checkpoint's file in the spool directory.
 const CHECKPOINT_FILE: &str = "checkpoint.json";
-pub use entry::Entry;
 
 /// Why the spool failed.
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,14 @@ fn config(dir: &std::path::Path) -> SpoolConfig {
     }
 }
 
+/// A config whose segments rotate after every small append.
+fn small_segments(dir: &std::path::Path) -> SpoolConfig {
+    SpoolConfig {
+        segment_bytes: 100,
+        ..config(dir)
+    }
+}
+
 fn entry(seq: u64, body: &str) -> Entry {
     Entry {
         seq,
@@ -96,10 +104,7 @@ fn a_torn_tail_is_cut_counted_and_never_replayed() {
 #[test]
 fn a_checkpoint_limits_the_replay_and_frees_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let small = SpoolConfig {
-        segment_bytes: 100,
-        ..config(dir.path())
-    };
+    let small = small_segments(dir.path());
     let (mut spool, _) = Spool::open(small.clone()).unwrap();
     for _ in 0..10 {
         append_n(&mut spool, 1);
@@ -138,10 +143,7 @@ fn a_checkpoint_limits_the_replay_and_frees_segments() {
 #[test]
 fn a_commit_in_three_steps_lets_appends_run_between_them() {
     let dir = tempfile::tempdir().unwrap();
-    let small = SpoolConfig {
-        segment_bytes: 100,
-        ..config(dir.path())
-    };
+    let small = small_segments(dir.path());
     let (mut spool, _) = Spool::open(small.clone()).unwrap();
     for _ in 0..6 {
         append_n(&mut spool, 1);

@@ -48,6 +48,7 @@ pub(super) struct Ingest {
     to_worker: SyncSender<AdmittedBatch>,
 }
 
+/// A signal's code in the spool's entries.
 pub(super) fn signal_code(s: Signal) -> u8 {
     match s {
         Signal::Traces => 0,
@@ -56,10 +57,30 @@ pub(super) fn signal_code(s: Signal) -> u8 {
     }
 }
 
+/// An encoding's code in the spool's entries.
 pub(super) fn encoding_code(e: Encoding) -> u8 {
     match e {
         Encoding::Protobuf => 0,
         Encoding::Json => 1,
+    }
+}
+
+/// The signal a spool entry's code names ([`signal_code`]'s inverse).
+pub(super) fn signal_of(code: u8) -> Option<Signal> {
+    match code {
+        0 => Some(Signal::Traces),
+        1 => Some(Signal::Logs),
+        2 => Some(Signal::Metrics),
+        _ => None,
+    }
+}
+
+/// The encoding a spool entry's code names ([`encoding_code`]'s inverse).
+pub(super) fn encoding_of(code: u8) -> Option<Encoding> {
+    match code {
+        0 => Some(Encoding::Protobuf),
+        1 => Some(Encoding::Json),
+        _ => None,
     }
 }
 

@@ -8,12 +8,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use claudewatch_enrich::{CallRecord, EnrichConfig, MergeWindow, Origin, WindowStats};
-use claudewatch_otlp::{decode, DecodeError, Encoding, Signal};
+use claudewatch_enrich::{
+    extract_request, CallRecord, EnrichConfig, MergeWindow, Origin, WindowStats,
+};
 use claudewatch_sink::Sink;
 use claudewatch_spool::{Checkpoint, Spool, SpoolError};
 
-use super::ingest::{lock, AdmittedBatch};
+use super::ingest::{encoding_of, lock, signal_of, AdmittedBatch};
 use super::progress::Progress;
 use super::Shared;
 
@@ -50,38 +51,6 @@ pub(super) struct Worker {
     next_seal: Instant,
     clock: Instant,
     reported: WindowStats,
-}
-
-fn signal_of(code: u8) -> Option<Signal> {
-    match code {
-        0 => Some(Signal::Traces),
-        1 => Some(Signal::Logs),
-        2 => Some(Signal::Metrics),
-        _ => None,
-    }
-}
-
-fn encoding_of(code: u8) -> Option<Encoding> {
-    match code {
-        0 => Some(Encoding::Protobuf),
-        1 => Some(Encoding::Json),
-        _ => None,
-    }
-}
-
-/// Extracts one request into `window` as spool entry `entry`.
-fn push(
-    window: &mut MergeWindow,
-    signal: Signal,
-    encoding: Encoding,
-    body: &[u8],
-    entry: u64,
-    now_ns: u64,
-) -> Result<u32, DecodeError> {
-    match (signal, encoding) {
-        (Signal::Traces, Encoding::Protobuf) => window.push_traces_protobuf(body, entry, now_ns),
-        _ => decode(signal, encoding, body).map(|req| window.push(&req, entry, now_ns)),
-    }
 }
 
 impl Worker {
@@ -161,9 +130,12 @@ impl Worker {
                 );
                 continue;
             };
+            // The same extraction as the ingest thread's, done here.
+            let extracted =
+                extract_request(signal, encoding, &e.body, &self.enrich.attribute_limits);
             let window = self.window(&e.tenant);
             let mark = window.mark();
-            match push(window, signal, encoding, &e.body, e.seq, now) {
+            match extracted.map(|x| window.admit_extracted(x, e.seq, now)) {
                 Ok(total) => {
                     window.skip_since(mark, |o| checkpoint.is_stored(o.entry, o.ordinal));
                     let stored = checkpoint.partial.get(&e.seq).cloned().unwrap_or_default();

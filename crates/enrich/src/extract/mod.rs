@@ -398,12 +398,13 @@ fn log_observation(
 
 /// Unmapped, non-content attributes, bounded in count and value length.
 fn bounded_unmapped(rest: &[KeyValueRef<'_>], stats: &mut ExtractStats) -> Unmapped {
-    let kept = || {
-        rest.iter()
-            .filter(|kv| !is_content_key(kv.key) && kv.value != ValueRef::Empty)
-    };
+    let kept: SmallVec<[&KeyValueRef<'_>; 16]> = rest
+        .iter()
+        .filter(|kv| !is_content_key(kv.key) && kv.value != ValueRef::Empty)
+        .collect();
     // Sized for string values exactly (other values render short): one allocation.
-    let estimate: usize = kept()
+    let estimate: usize = kept
+        .iter()
         .take(ATTRIBUTES_MAX_COUNT)
         .map(|kv| {
             let value = match kv.value {
@@ -415,7 +416,7 @@ fn bounded_unmapped(rest: &[KeyValueRef<'_>], stats: &mut ExtractStats) -> Unmap
         .sum();
     let mut out = Unmapped::with_capacity(estimate);
     let mut value = String::new();
-    for kv in kept() {
+    for kv in kept {
         if out.len() >= ATTRIBUTES_MAX_COUNT {
             stats.dropped_attributes += 1;
             continue;
