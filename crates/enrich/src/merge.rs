@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use claudewatch_model::{CallRecord, Provider, ATTRIBUTES_MAX_COUNT};
 use smallvec::SmallVec;
+use std::collections::BTreeMap;
 
 use crate::observation::{EvidenceKind, Observation, Ttft};
 
@@ -514,18 +515,44 @@ pub fn take_identity(obs: &mut [Observation], order: &[usize], r: &mut CallRecor
     r.request_id = take_first(obs, order, |o| &mut o.request_id).map(String::from);
     r.response_id = take_first(obs, order, |o| &mut o.response_id).map(String::from);
     r.stop_reason = first_text(obs, order, |o| &o.stop_reason);
-    let mut attributes = std::collections::BTreeMap::new();
-    'observations: for &i in order {
-        for (k, v) in obs[i].unmapped.iter() {
-            if attributes.len() >= ATTRIBUTES_MAX_COUNT {
-                break 'observations;
-            }
-            if !attributes.contains_key(k) {
-                attributes.insert(k.to_owned(), v.to_owned());
+    r.attributes = merged_attributes(obs, order);
+}
+
+/// The unmapped attributes of a call: the first observation (in `order`) to
+/// carry a key gives its value, and the first [`ATTRIBUTES_MAX_COUNT`]
+/// distinct keys met are kept. Collected, sorted and deduplicated first, so
+/// the map is built in one bulk pass rather than by a search per key.
+fn merged_attributes(obs: &[Observation], order: &[usize]) -> BTreeMap<String, String> {
+    let mut pairs: SmallVec<[(&str, &str); 32]> = SmallVec::new();
+    for &i in order {
+        pairs.extend(obs[i].unmapped.iter());
+    }
+    pairs.sort_by(|a, b| a.0.cmp(b.0)); // stable: the first of equal keys stays first
+    pairs.dedup_by(|later, first| later.0 == first.0);
+    if pairs.len() > ATTRIBUTES_MAX_COUNT {
+        // Keep the keys the first observations brought, as before the sort.
+        let mut rank: SmallVec<[usize; 32]> = smallvec::smallvec![usize::MAX; pairs.len()];
+        let mut seen = 0;
+        for &i in order {
+            for (k, _) in obs[i].unmapped.iter() {
+                if let Ok(at) = pairs.binary_search_by(|p| p.0.cmp(k)) {
+                    if rank[at] == usize::MAX {
+                        rank[at] = seen;
+                        seen += 1;
+                    }
+                }
             }
         }
+        let mut at = 0;
+        pairs.retain(|_| {
+            at += 1;
+            rank[at - 1] < ATTRIBUTES_MAX_COUNT
+        });
     }
-    r.attributes = attributes;
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// Lower-case hex of an id, in one allocation.
@@ -560,6 +587,28 @@ mod tests {
             end_unix_nano: end,
             ..Observation::default()
         }
+    }
+
+    #[test]
+    fn merged_attributes_keep_the_first_value_and_the_first_keys_up_to_the_cap() {
+        let mut first = span(EvidenceKind::InstrumentationSpan, 1, 0, 10);
+        let mut second = span(EvidenceKind::SdkSpan, 1, 0, 10);
+        // 20 keys each, 4 of them shared: 36 distinct, over the cap of 32.
+        for i in 0..20 {
+            first.unmapped.push(&format!("k{:02}", 39 - i), "first");
+            second.unmapped.push(&format!("k{:02}", 23 - i), "second");
+        }
+        let attributes = merged_attributes(&[first, second], &[0, 1]);
+        assert_eq!(attributes.len(), ATTRIBUTES_MAX_COUNT);
+        // The first observation's keys k20..k39 all stay, with its values.
+        for i in 20..40 {
+            assert_eq!(attributes[&format!("k{i:02}")], "first", "k{i}");
+        }
+        // The second brings k19 down to k08 (12 more), not k07..k04.
+        for i in 8..20 {
+            assert_eq!(attributes[&format!("k{i:02}")], "second", "k{i}");
+        }
+        assert!((4..8).all(|i| !attributes.contains_key(&format!("k{i:02}"))));
     }
 
     #[test]

@@ -42,21 +42,49 @@ pub fn intern(s: &str) -> Arc<str> {
 }
 
 /// The unmapped attributes of an observation, in order, packed into one
-/// buffer: per entry, the key's and the value's byte length (u16, little
-/// endian) and then their bytes. Keys and values are already bounded
-/// (128 and [`claudewatch_model::ATTRIBUTE_VALUE_MAX_LEN`] bytes), far below
-/// the u16 limit, which [`Unmapped::push`] enforces anyway.
+/// string: per entry, the key's and the value's byte length, then their text.
+/// A length under 127 is one character of that code; a longer one is the
+/// character 127 and then three characters of 7 bits each, so the buffer stays
+/// ASCII framing around UTF-8 text and reading it back needs no validation.
+/// Keys and values are already bounded (128 and
+/// [`claudewatch_model::ATTRIBUTE_VALUE_MAX_LEN`] bytes), far below the
+/// 65,535 that [`Unmapped::push`] enforces anyway.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Unmapped {
-    bytes: Vec<u8>,
+    text: String,
     len: usize,
+}
+
+/// The framing character that announces a three-character length.
+const LONG_LEN: u8 = 127;
+
+fn push_len(out: &mut String, n: usize) {
+    if n < usize::from(LONG_LEN) {
+        out.push(char::from(n as u8));
+    } else {
+        out.push(char::from(LONG_LEN));
+        for shift in [14, 7, 0] {
+            out.push(char::from(((n >> shift) & 0x7f) as u8));
+        }
+    }
+}
+
+/// Reads a length written by [`push_len`]: `(length, characters used)`.
+fn read_len(b: &[u8]) -> Option<(usize, usize)> {
+    let first = *b.first()?;
+    if first < LONG_LEN {
+        return Some((usize::from(first), 1));
+    }
+    let d = b.get(1..4)?;
+    let n = (usize::from(d[0]) << 14) | (usize::from(d[1]) << 7) | usize::from(d[2]);
+    Some((n, 4))
 }
 
 impl Unmapped {
     /// An empty list with room for `bytes` bytes of entries.
     pub fn with_capacity(bytes: usize) -> Unmapped {
         Unmapped {
-            bytes: Vec::with_capacity(bytes),
+            text: String::with_capacity(bytes),
             len: 0,
         }
     }
@@ -75,18 +103,16 @@ impl Unmapped {
     pub fn push(&mut self, key: &str, value: &str) {
         let (key, _) = cut_utf8(key, usize::from(u16::MAX));
         let (value, _) = cut_utf8(value, usize::from(u16::MAX));
-        for part in [key, value] {
-            let n = u16::try_from(part.len()).unwrap_or(u16::MAX);
-            self.bytes.extend_from_slice(&n.to_le_bytes());
-        }
-        self.bytes.extend_from_slice(key.as_bytes());
-        self.bytes.extend_from_slice(value.as_bytes());
+        push_len(&mut self.text, key.len());
+        push_len(&mut self.text, value.len());
+        self.text.push_str(key);
+        self.text.push_str(value);
         self.len += 1;
     }
 
     /// The attributes in order.
     pub fn iter(&self) -> UnmappedIter<'_> {
-        UnmappedIter { rest: &self.bytes }
+        UnmappedIter { rest: &self.text }
     }
 
     /// Keeps at most `max_count` attributes and cuts values to
@@ -99,7 +125,7 @@ impl Unmapped {
         }
         let dropped = self.len.saturating_sub(max_count) as u64;
         let mut truncated = 0;
-        let mut kept = Unmapped::with_capacity(self.bytes.len());
+        let mut kept = Unmapped::with_capacity(self.text.len());
         for (key, value) in self.iter().take(max_count) {
             let (value, cut) = cut_utf8(value, max_value_bytes);
             truncated += u64::from(cut);
@@ -113,24 +139,24 @@ impl Unmapped {
 /// Iterator over [`Unmapped`] attributes as `(key, value)`.
 #[derive(Debug, Clone)]
 pub struct UnmappedIter<'a> {
-    rest: &'a [u8],
+    rest: &'a str,
 }
 
 impl<'a> Iterator for UnmappedIter<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<(&'a str, &'a str)> {
-        let header = self.rest.get(..4)?;
-        let key_len = usize::from(u16::from_le_bytes([header[0], header[1]]));
-        let value_len = usize::from(u16::from_le_bytes([header[2], header[3]]));
-        let key = self.rest.get(4..4 + key_len)?;
-        let value = self.rest.get(4 + key_len..4 + key_len + value_len)?;
-        self.rest = &self.rest[4 + key_len + value_len..];
-        // Only whole `&str`s were written, so both parts are valid UTF-8.
-        Some((
-            std::str::from_utf8(key).unwrap_or_default(),
-            std::str::from_utf8(value).unwrap_or_default(),
-        ))
+        let (key_len, a) = read_len(self.rest.as_bytes())?;
+        let (value_len, b) = read_len(self.rest.as_bytes().get(a..)?)?;
+        let key_start = a + b;
+        let value_start = key_start + key_len;
+        let end = value_start + value_len;
+        let entry = (
+            self.rest.get(key_start..value_start)?,
+            self.rest.get(value_start..end)?,
+        );
+        self.rest = self.rest.get(end..)?;
+        Some(entry)
     }
 }
 
@@ -169,6 +195,21 @@ mod tests {
             all,
             vec![("server.port", "443"), ("", ""), ("ключ", "значение ✓")]
         );
+    }
+
+    #[test]
+    fn unmapped_lengths_either_side_of_the_long_form_read_back() {
+        let mut u = Unmapped::default();
+        let texts: Vec<String> = [0, 1, 126, 127, 128, 300, 16_383, 16_384, 65_535]
+            .iter()
+            .map(|&n| "v".repeat(n))
+            .collect();
+        for t in &texts {
+            u.push(t, t);
+        }
+        let back: Vec<(&str, &str)> = u.iter().collect();
+        let want: Vec<(&str, &str)> = texts.iter().map(|t| (t.as_str(), t.as_str())).collect();
+        assert_eq!(back, want);
     }
 
     #[test]

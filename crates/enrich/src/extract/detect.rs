@@ -143,12 +143,27 @@ fn is_messages_http_request(a: &SpanAttrs<'_>) -> bool {
 
 /// The path part of a URL, without query.
 pub(crate) fn url_path(url: &str) -> &str {
-    let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let after_scheme = after_first(url, "://").unwrap_or(url);
     let path = after_scheme
         .find('/')
         .map(|i| &after_scheme[i..])
         .unwrap_or("/");
-    path.split(['?', '#']).next().unwrap_or(path)
+    let end = path.bytes().position(|b| b == b'?' || b == b'#');
+    end.map_or(path, |end| &path[..end])
+}
+
+/// The text after the first `sep` (which starts with `:`), found by its
+/// first byte, which is cheaper than a substring search on short URLs.
+fn after_first<'a>(text: &'a str, sep: &str) -> Option<&'a str> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find(':') {
+        let at = from + i;
+        if text[at..].starts_with(sep) {
+            return Some(&text[at + sep.len()..]);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// `/v1/messages` (not `count_tokens` or batches), Bedrock `.../model/<claude>/invoke*`
@@ -220,6 +235,10 @@ mod tests {
             url_path("http://127.0.0.1:18080/v1/messages?beta=true"),
             "/v1/messages"
         );
+        assert_eq!(url_path("127.0.0.1:18080/v1/messages#x"), "/v1/messages");
+        assert_eq!(url_path("https://api.anthropic.com"), "/");
+        assert_eq!(url_path("https:/x://h/p?a=1"), "/p");
+        assert_eq!(url_path("/v1/messages"), "/v1/messages");
         assert_eq!(
             model_from_path("/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke")
                 .as_deref(),
