@@ -125,6 +125,18 @@ pub enum Blame {
     Network,
 }
 
+impl Blame {
+    /// The snake_case name used in JSON and ClickHouse.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blame::Client => "client",
+            Blame::Quota => "quota",
+            Blame::Platform => "platform",
+            Blame::Network => "network",
+        }
+    }
+}
+
 /// Which limit a 429 names, when its message or headers say so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,6 +155,20 @@ pub enum LimitKind {
     LongContext,
 }
 
+impl LimitKind {
+    /// The snake_case name used in JSON and ClickHouse.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::InputTokens => "input_tokens",
+            LimitKind::OutputTokens => "output_tokens",
+            LimitKind::Tokens => "tokens",
+            LimitKind::Spend => "spend",
+            LimitKind::LongContext => "long_context",
+        }
+    }
+}
+
 /// The API surface the call went through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -153,6 +179,17 @@ pub enum Provider {
     Bedrock,
     /// Google Cloud Vertex AI.
     Vertex,
+}
+
+impl Provider {
+    /// The snake_case name used in JSON and ClickHouse.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "anthropic",
+            Provider::Bedrock => "bedrock",
+            Provider::Vertex => "vertex",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -183,8 +220,51 @@ mod tests {
 
     #[test]
     fn names_match_serde() {
-        let json = serde_json::to_string(&Outcome::StreamError).unwrap();
-        assert_eq!(json, "\"stream_error\"");
+        fn check<T: Serialize>(value: T, name: &str) {
+            assert_eq!(
+                serde_json::to_string(&value).unwrap(),
+                format!("\"{name}\"")
+            );
+        }
+        use Outcome as O;
+        for o in [
+            O::Success,
+            O::InvalidRequest,
+            O::Authentication,
+            O::Billing,
+            O::Permission,
+            O::NotFound,
+            O::RequestTooLarge,
+            O::RateLimited,
+            O::ApiError,
+            O::ApiTimeout,
+            O::Overloaded,
+            O::StreamError,
+            O::Timeout,
+            O::ConnectionError,
+            O::ClientError,
+            O::ServerError,
+            O::Unknown,
+        ] {
+            check(o, o.as_str());
+        }
+        for b in [Blame::Client, Blame::Quota, Blame::Platform, Blame::Network] {
+            check(b, b.as_str());
+        }
+        use LimitKind as L;
+        for k in [
+            L::Requests,
+            L::InputTokens,
+            L::OutputTokens,
+            L::Tokens,
+            L::Spend,
+            L::LongContext,
+        ] {
+            check(k, k.as_str());
+        }
+        for p in [Provider::Anthropic, Provider::Bedrock, Provider::Vertex] {
+            check(p, p.as_str());
+        }
         assert_eq!(Outcome::StreamError.as_str(), "stream_error");
     }
 }

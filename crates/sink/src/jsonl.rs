@@ -106,7 +106,7 @@ impl Sink for JsonLinesSink {
         lines.clear();
         let mut written = Ok(());
         for r in records {
-            if let Err(e) = serde_json::to_writer(&mut *lines, r) {
+            if let Err(e) = crate::json_line::write_record(lines, r) {
                 written = Err(std::io::Error::from(e));
                 break;
             }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clickhouse;
+pub mod json_line;
 mod jsonl;
 
 pub use clickhouse::{ClickHouseConfig, ClickHouseSink};

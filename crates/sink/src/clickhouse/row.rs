@@ -186,34 +186,6 @@ pub enum RowError {
     Corrupt(usize, &'static str),
 }
 
-fn provider_str(p: Provider) -> &'static str {
-    match p {
-        Provider::Anthropic => "anthropic",
-        Provider::Bedrock => "bedrock",
-        Provider::Vertex => "vertex",
-    }
-}
-
-fn blame_str(b: Blame) -> &'static str {
-    match b {
-        Blame::Client => "client",
-        Blame::Quota => "quota",
-        Blame::Platform => "platform",
-        Blame::Network => "network",
-    }
-}
-
-fn limit_kind_str(k: LimitKind) -> &'static str {
-    match k {
-        LimitKind::Requests => "requests",
-        LimitKind::InputTokens => "input_tokens",
-        LimitKind::OutputTokens => "output_tokens",
-        LimitKind::Tokens => "tokens",
-        LimitKind::Spend => "spend",
-        LimitKind::LongContext => "long_context",
-    }
-}
-
 /// The cost as a `Decimal(38, 18)` raw value.
 pub fn cost_to_raw(cost: Decimal) -> Result<i128, RowError> {
     let mut c = cost;
@@ -299,7 +271,7 @@ pub fn encode(r: &CallRecord, out: &mut Vec<u8>) -> Result<(), RowError> {
     put_opt_str(out, r.span_id.as_deref());
     put_opt_str(out, r.request_id.as_deref());
     put_opt_str(out, r.response_id.as_deref());
-    put_opt_str(out, r.provider.map(provider_str));
+    put_opt_str(out, r.provider.map(Provider::as_str));
     put_opt_str(out, r.model.as_deref());
     put_str(out, r.model_family.as_deref().unwrap_or(""));
     match r.stream {
@@ -315,10 +287,10 @@ pub fn encode(r: &CallRecord, out: &mut Vec<u8>) -> Result<(), RowError> {
     }
     put_opt_str(out, r.error_type.as_deref());
     put_str(out, r.outcome.as_str());
-    put_opt_str(out, r.blame.map(blame_str));
+    put_opt_str(out, r.blame.map(Blame::as_str));
     out.push(u8::from(r.retryable));
     out.push(u8::from(r.overload));
-    put_opt_str(out, r.limit_kind.map(limit_kind_str));
+    put_opt_str(out, r.limit_kind.map(LimitKind::as_str));
     put_opt_str(out, r.stop_reason.as_deref());
     put_opt_u64(out, r.input_tokens);
     put_opt_u64(out, r.cache_read_tokens);
