@@ -60,8 +60,14 @@ start=$(now)
 timed() { # runs "$@", its user and system CPU seconds in $OUT/loadgen.cpu (when /usr/bin/time exists)
   if [ -x /usr/bin/time ]; then /usr/bin/time -f '%U %S' -o "$OUT/loadgen.cpu" "$@"; else echo "0 0" >"$OUT/loadgen.cpu"; "$@"; fi
 }
+# Rows stored over time, for the rate while the load runs (the steady state,
+# without the pipeline's fill and drain).
+( while :; do echo "$(now) $(q "SELECT count() FROM e2e.llm_calls")"; sleep 0.5; done ) >"$OUT/stored.txt" 2>/dev/null &
+POLL=$!
+trap 'kill $SERVE $CHPID $POLL 2>/dev/null || true' EXIT
 timed "$BIN" loadgen --quiet --count "$CALLS" --seed 11 --endpoint "http://$HTTP" --concurrency 8 \
   --summary-json "$OUT/loadgen.json" 2>"$OUT/loadgen.log"
+load_end=$(now)
 acked=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["calls_acked"])' "$OUT/loadgen.json")
 stored=0
 until [ "$stored" -ge "$acked" ]; do
@@ -69,6 +75,7 @@ until [ "$stored" -ge "$acked" ]; do
   stored=$(q "SELECT count() FROM e2e.llm_calls")
 done
 end=$(now)
+kill $POLL 2>/dev/null || true
 ch_cpu1=$(cpu $CHPID)
 serve_cpu=$(cpu $SERVE)
 kill -TERM "$SERVE"; wait "$SERVE" || true; SERVE=""
@@ -77,6 +84,17 @@ hourly=$(q "SELECT sum(calls) FROM e2e.llm_calls_hourly")
 verdict=ok; [ "$stored" = "$acked" ] && [ "$hourly" = "$acked" ] || verdict=MISMATCH
 e2e=$(python3 -c "print(round($acked / ($end - $start)))")
 say "$(printf 'end to end:  %8d rows/s  (%d calls acked, %d rows stored, %d in the hourly rollup: %s)' "$e2e" "$acked" "$stored" "$hourly" "$verdict")"
+# Steady state: rows stored per second from 4 s after the start (the merge
+# window and the first batch have filled) to the end of the load.
+steady=$(python3 - "$OUT/stored.txt" "$start" "$load_end" <<'PY'
+import sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
+t0, t1 = float(sys.argv[2]) + 4, float(sys.argv[3])
+inside = [(t, n) for t, n in rows if t0 <= t <= t1]
+print(round((inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])) if len(inside) > 1 and inside[-1][0] > inside[0][0] else 0)
+PY
+)
+say "$(printf 'while loaded: %7d rows/s  (stored per second from 4 s after the start to the end of the load)' "$steady")"
 lg_cpu=$(awk '{ print $1 + $2 }' "$OUT/loadgen.cpu")
 say "$(python3 -c "print(f'  CPU seconds: serve {$serve_cpu:.1f}, local ClickHouse {$ch_cpu1 - $ch_cpu0:.1f}, loadgen {$lg_cpu:.1f}; wall {$end - $start:.1f} s')")"
 
@@ -91,4 +109,4 @@ raw_rows=$(q "SELECT count() FROM raw.llm_calls")
 raw=$(python3 -c "print(round($raw_rows / ($end - $start)))")
 say "$(printf 'raw insert:  %8d rows/s  (%d rows, %s MB of RowBinary, one insert)' "$raw" "$raw_rows" "$(python3 -c "import os; print(round(os.path.getsize('$OUT/rows.bin') / 1e6, 1))")")"
 say "$(python3 -c "print(f'  CPU seconds: local ClickHouse {$ch_cpu1 - $ch_cpu0:.1f}; wall {$end - $start:.1f} s')")"
-say "$(python3 -c "print(f'ratio end to end / raw: {$e2e / $raw:.2f} (goal: at least 0.7)')")"
+say "$(python3 -c "print(f'ratio end to end / raw: {$e2e / $raw:.2f} (goal: at least 0.7); while loaded / raw: {$steady / $raw:.2f}')")"

@@ -57,7 +57,9 @@ pub struct JsonLinesSink {
 }
 
 impl JsonLinesSink {
-    /// Opens the target. With `fsync`, every flush waits for the disk.
+    /// Opens the target. With `fsync`, every flush of a regular file waits for
+    /// the disk; a device or pipe (`/dev/null`, a FIFO) has nothing to sync,
+    /// and fsync on it fails, so it is written without.
     pub fn open(target: JsonLinesTarget, fsync: bool) -> Result<JsonLinesSink, SinkError> {
         let out = match &target {
             JsonLinesTarget::Stdout => Out::Stdout(BufWriter::new(std::io::stdout())),
@@ -73,10 +75,15 @@ impl JsonLinesSink {
                 Out::File(BufWriter::with_capacity(1 << 20, f))
             }
         };
-        let flushed_len = match &out {
-            Out::File(w) => w.get_ref().metadata().map(|m| m.len()).unwrap_or(0),
-            Out::Stdout(_) => 0,
+        let (flushed_len, regular) = match &out {
+            Out::File(w) => w
+                .get_ref()
+                .metadata()
+                .map(|m| (m.len(), m.is_file()))
+                .unwrap_or((0, false)),
+            Out::Stdout(_) => (0, false),
         };
+        let fsync = fsync && regular;
         Ok(JsonLinesSink {
             out,
             fsync,
@@ -188,6 +195,7 @@ mod tests {
             serde_json::from_str(include_str!("../testdata/record.json")).unwrap();
         for _ in 0..2 {
             let mut s = JsonLinesSink::open(JsonLinesTarget::File(path.clone()), true).unwrap();
+            assert!(s.fsync, "a regular file is synced");
             s.write(&[record.clone(), record.clone()]).unwrap();
             s.flush().unwrap();
         }
@@ -219,6 +227,18 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_device_is_written_without_fsync() {
+        // fsync on /dev/null fails (EINVAL): asked for, it must be skipped.
+        let record: CallRecord =
+            serde_json::from_str(include_str!("../testdata/record.json")).unwrap();
+        let mut sink =
+            JsonLinesSink::open(JsonLinesTarget::File("/dev/null".into()), true).unwrap();
+        assert!(!sink.fsync);
+        sink.write(&[record]).unwrap();
+        sink.flush().unwrap();
     }
 
     #[test]
