@@ -15,9 +15,8 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use claudewatch_model::{CallRecord, Provider, ATTRIBUTES_MAX_COUNT};
+use claudewatch_model::{Attributes, CallRecord, Provider, ATTRIBUTES_MAX_COUNT};
 use smallvec::SmallVec;
-use std::collections::BTreeMap;
 
 use crate::observation::{EvidenceKind, Observation, Ttft};
 
@@ -521,8 +520,8 @@ pub fn take_identity(obs: &mut [Observation], order: &[usize], r: &mut CallRecor
 /// The unmapped attributes of a call: the first observation (in `order`) to
 /// carry a key gives its value, and the first [`ATTRIBUTES_MAX_COUNT`]
 /// distinct keys met are kept. Collected, sorted and deduplicated first, so
-/// the map is built in one bulk pass rather than by a search per key.
-fn merged_attributes(obs: &[Observation], order: &[usize]) -> BTreeMap<String, String> {
+/// the packed attributes are written in one pass.
+fn merged_attributes(obs: &[Observation], order: &[usize]) -> Attributes {
     let mut pairs: SmallVec<[(&str, &str); 32]> = SmallVec::new();
     for &i in order {
         pairs.extend(obs[i].unmapped.iter());
@@ -549,10 +548,7 @@ fn merged_attributes(obs: &[Observation], order: &[usize]) -> BTreeMap<String, S
             rank[at - 1] < ATTRIBUTES_MAX_COUNT
         });
     }
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    Attributes::from_sorted_unique(&pairs)
 }
 
 /// Lower-case hex of an id, in one allocation.
@@ -602,11 +598,11 @@ mod tests {
         assert_eq!(attributes.len(), ATTRIBUTES_MAX_COUNT);
         // The first observation's keys k20..k39 all stay, with its values.
         for i in 20..40 {
-            assert_eq!(attributes[&format!("k{i:02}")], "first", "k{i}");
+            assert_eq!(attributes.get(&format!("k{i:02}")), Some("first"), "k{i}");
         }
         // The second brings k19 down to k08 (12 more), not k07..k04.
         for i in 8..20 {
-            assert_eq!(attributes[&format!("k{i:02}")], "second", "k{i}");
+            assert_eq!(attributes.get(&format!("k{i:02}")), Some("second"), "k{i}");
         }
         assert!((4..8).all(|i| !attributes.contains_key(&format!("k{i:02}"))));
     }

@@ -8,9 +8,11 @@
 
 #![forbid(unsafe_code)]
 
+mod attributes;
 mod outcome;
 mod record;
 
+pub use attributes::{Attributes, PackedPairs, PairsIter, PACKED_PART_MAX_LEN};
 pub use outcome::{Blame, LimitKind, Outcome, Provider};
 pub use record::{CallRecord, ATTRIBUTES_MAX_COUNT, ATTRIBUTE_VALUE_MAX_LEN};
 pub use rust_decimal::Decimal;

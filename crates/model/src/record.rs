@@ -1,11 +1,9 @@
 //! The call record itself.
 
-use std::collections::BTreeMap;
-
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::{Blame, LimitKind, Outcome, Provider};
+use crate::{Attributes, Blame, LimitKind, Outcome, Provider};
 
 /// At most this many unmapped attributes are kept on a record.
 pub const ATTRIBUTES_MAX_COUNT: usize = 32;
@@ -87,7 +85,7 @@ pub struct CallRecord {
     /// Which instrumentation(s) described the call, with versions.
     pub source: String,
     /// Attributes that were not mapped, bounded in count and length.
-    pub attributes: BTreeMap<String, String>,
+    pub attributes: Attributes,
 }
 
 #[cfg(test)]
@@ -130,7 +128,7 @@ mod tests {
             duration_ms: Some(41.5),
             retry_attempt: Some(0),
             source: "anthropic_sdk_python@2.12.0".into(),
-            attributes: BTreeMap::new(),
+            attributes: Attributes::new(),
         }
     }
 

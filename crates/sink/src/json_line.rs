@@ -167,7 +167,6 @@ mod tests {
     use claudewatch_model::Outcome;
     use proptest::prelude::*;
     use rust_decimal::Decimal;
-    use std::collections::BTreeMap;
 
     fn text() -> impl Strategy<Value = Option<String>> {
         // Plain text, escapes, control characters, quotes, non-ASCII.
@@ -238,7 +237,7 @@ mod tests {
                 duration_ms: duration,
                 retry_attempt: retry,
                 source: t(12).unwrap_or_default(),
-                attributes: attributes.into_iter().collect::<BTreeMap<_, _>>(),
+                attributes: attributes.into_iter().collect(),
             }
         }
     }

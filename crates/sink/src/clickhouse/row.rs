@@ -560,7 +560,7 @@ impl CallRow {
             duration_ms: self.duration_ms,
             retry_attempt: self.retry_attempt,
             source: self.source,
-            attributes: self.attributes,
+            attributes: self.attributes.into_iter().collect(),
         }
     }
 }
@@ -578,7 +578,7 @@ mod tests {
     #[test]
     fn a_record_round_trips_through_rowbinary() {
         let mut r = record();
-        r.attributes.insert("k".into(), "v é".into());
+        r.attributes.insert("k", "v é");
         r.limit_kind = Some(LimitKind::OutputTokens);
         r.blame = Some(Blame::Quota);
         r.cost_usd = Some(Decimal::from_str("0.0000000125").unwrap());
@@ -591,8 +591,8 @@ mod tests {
     fn the_borrowed_row_is_the_owned_one_and_its_attributes_a_map() {
         let mut r = record();
         r.attributes.clear();
-        r.attributes.insert("b".into(), "2".into());
-        r.attributes.insert("a".into(), "1 é".into());
+        r.attributes.insert("b", "2");
+        r.attributes.insert("a", "1 é");
         let mut buf = Vec::new();
         encode(&r, &mut buf).unwrap();
         let mut rows = Vec::new();
