@@ -60,6 +60,11 @@ pub struct PipelineConfig {
     /// Records sealed but not confirmed by a failing sink beyond which new
     /// data is refused with 503 + Retry-After.
     pub max_unstored_records: usize,
+    /// How long a request that finds the queue or the memory limit full waits
+    /// for room before it is answered 503 + Retry-After, in milliseconds (0:
+    /// at once). A short wait rides out a seal's pause; a refusal makes the
+    /// client wait Retry-After (at least a second) with the core idle.
+    pub admission_wait_ms: u64,
     /// A call's record is written once none of its spans or logs arrived for
     /// this long, so pieces exported in different requests merge.
     pub merge_window_ms: u64,
@@ -266,6 +271,7 @@ impl Default for PipelineConfig {
             max_batch_requests: 64,
             max_queued_bytes: 64 << 20,
             max_unstored_records: 200_000,
+            admission_wait_ms: 250,
             merge_window_ms: 2_000,
             merge_window_max_observations: 50_000,
         }

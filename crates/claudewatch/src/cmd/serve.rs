@@ -151,6 +151,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             max_batch_requests: config.pipeline.max_batch_requests,
             max_queued_bytes: config.pipeline.max_queued_bytes,
             max_unstored_records: config.pipeline.max_unstored_records,
+            admission_wait: Duration::from_millis(config.pipeline.admission_wait_ms),
             retry_after_secs: config.pipeline.retry_after_secs,
             default_tenant: config.enrich.default_tenant.clone(),
             window: WindowLimits {

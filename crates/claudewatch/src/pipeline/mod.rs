@@ -56,6 +56,9 @@ pub struct PipelineSettings {
     pub max_queued_bytes: usize,
     /// Records sealed but not yet stored beyond which new data is refused.
     pub max_unstored_records: usize,
+    /// How long a request refused for room (queue or memory limit) waits for
+    /// room before the refusal is its answer.
+    pub admission_wait: Duration,
     /// Retry-After suggested with retryable refusals, in seconds.
     pub retry_after_secs: u32,
     /// Tenant for requests without one.
@@ -82,6 +85,23 @@ struct Shared {
     queued_bytes: AtomicUsize,
     /// Set by the worker while sealed records wait for a failing sink.
     sink_backlogged: AtomicBool,
+    /// Requests waiting for room now (at most `queue_capacity`).
+    admission_waiters: AtomicUsize,
+}
+
+/// Where an admitted request's answer arrives.
+type Answer = oneshot::Receiver<Result<Verdict, Refusal>>;
+
+/// How often a request waiting for room tries again.
+const ADMISSION_POLL: Duration = Duration::from_millis(5);
+
+/// Counts one request waiting for room while it lives.
+struct Waiter<'a>(&'a AtomicUsize);
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The receivers' handle on the pipeline.
@@ -134,6 +154,7 @@ pub fn start(
         settings,
         queued_bytes: AtomicUsize::new(0),
         sink_backlogged: AtomicBool::new(false),
+        admission_waiters: AtomicUsize::new(0),
     });
     let spool = Arc::new(Mutex::new(spool));
     let (to_worker, from_ingest) =
@@ -186,33 +207,34 @@ fn result_name(r: &Result<Verdict, Refusal>) -> &'static str {
 }
 
 impl Pipeline {
-    /// Admits a submission to the queue, or says why not (all retryable).
-    fn admit(
-        &self,
-        submission: Submission,
-    ) -> Result<oneshot::Receiver<Result<Verdict, Refusal>>, Refusal> {
+    /// Admits a submission to the queue, or says why not (all retryable);
+    /// when the refusal is for room (the queue or the memory limit), the
+    /// submission comes back with it, for another try.
+    fn admit(&self, submission: Submission) -> Result<Answer, (Refusal, Option<Submission>)> {
         let s = &self.shared.settings;
         let retry_after_secs = s.retry_after_secs.max(1);
         if self.shared.sink_backlogged.load(Ordering::Relaxed) {
-            return Err(Refusal::Unavailable {
+            let refusal = Refusal::Unavailable {
                 retry_after_secs,
                 reason: format!(
                     "the sink is behind ({} records waiting to be stored): retry later",
                     s.max_unstored_records
                 ),
-            });
+            };
+            return Err((refusal, None));
         }
         let len = submission.body.len();
         let held = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
         if held > 0 && held + len > s.max_queued_bytes {
             self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            return Err(Refusal::Busy {
+            let refusal = Refusal::Busy {
                 retry_after_secs,
                 reason: format!(
                     "memory limit: {} bytes of requests already queued (pipeline.max_queued_bytes)",
                     held
                 ),
-            });
+            };
+            return Err((refusal, Some(submission)));
         }
         let (reply, answer) = oneshot::channel();
         match self.tx.try_send(Job { submission, reply }) {
@@ -227,14 +249,57 @@ impl Pipeline {
             Err(e) => {
                 self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
                 Err(match e {
-                    mpsc::TrySendError::Full(_) => Refusal::Busy {
-                        retry_after_secs,
-                        reason: format!("queue full ({} requests): retry later", s.queue_capacity),
-                    },
-                    mpsc::TrySendError::Disconnected(_) => Refusal::ShuttingDown,
+                    mpsc::TrySendError::Full(job) => (
+                        Refusal::Busy {
+                            retry_after_secs,
+                            reason: format!(
+                                "queue full ({} requests): retry later",
+                                s.queue_capacity
+                            ),
+                        },
+                        Some(job.submission),
+                    ),
+                    mpsc::TrySendError::Disconnected(_) => (Refusal::ShuttingDown, None),
                 })
             }
         }
+    }
+}
+
+impl Pipeline {
+    /// [`Pipeline::admit`], and when refused for room, tries again every few
+    /// milliseconds for up to `admission_wait` (while at most
+    /// `queue_capacity` requests wait so), then answers the refusal. The
+    /// bodies waiting are bounded by that count; nothing else is held.
+    async fn admit_or_wait(&self, submission: Submission) -> Result<Answer, Refusal> {
+        let (refusal, back) = match self.admit(submission) {
+            Ok(answer) => return Ok(answer),
+            Err(refused) => refused,
+        };
+        let (Some(mut submission), false) = (back, self.shared.settings.admission_wait.is_zero())
+        else {
+            return Err(refusal);
+        };
+        let waiters = &self.shared.admission_waiters;
+        if waiters.fetch_add(1, Ordering::AcqRel) >= self.shared.settings.queue_capacity {
+            waiters.fetch_sub(1, Ordering::AcqRel);
+            return Err(refusal);
+        }
+        let _waiter = Waiter(waiters);
+        let deadline = tokio::time::Instant::now() + self.shared.settings.admission_wait;
+        let mut last = refusal;
+        while tokio::time::Instant::now() + ADMISSION_POLL <= deadline {
+            tokio::time::sleep(ADMISSION_POLL).await;
+            match self.admit(submission) {
+                Ok(answer) => return Ok(answer),
+                Err((refusal, Some(back))) => {
+                    submission = back;
+                    last = refusal;
+                }
+                Err((refusal, None)) => return Err(refusal),
+            }
+        }
+        Err(last)
     }
 }
 
@@ -245,7 +310,7 @@ impl Submit for Pipeline {
                 submission.tenant = self.shared.settings.default_tenant.clone();
             }
             let signal = submission.signal;
-            let result = match self.admit(submission) {
+            let result = match self.admit_or_wait(submission).await {
                 Ok(answer) => answer.await.unwrap_or(Err(Refusal::ShuttingDown)),
                 Err(refusal) => Err(refusal),
             };

@@ -106,6 +106,31 @@ fn accepted(r: &Result<Verdict, Refusal>) -> bool {
     matches!(r, Ok(Verdict::Accepted { rejected: 0, .. }))
 }
 
+/// Test settings: one request per batch, no merge wait, an unreachable cap,
+/// refusals answered at once; tests override what they exercise.
+fn test_settings(spool: &std::path::Path) -> PipelineSettings {
+    PipelineSettings {
+        queue_capacity: 16,
+        max_batch_requests: 1,
+        max_queued_bytes: 1 << 30,
+        max_unstored_records: 1000,
+        admission_wait: Duration::ZERO,
+        retry_after_secs: 1,
+        default_tenant: None,
+        window: WindowLimits {
+            max_age_ns: 0,
+            max_observations: 1000,
+        },
+        spool: SpoolConfig {
+            dir: spool.to_path_buf(),
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 30,
+        },
+        drain_timeout: Duration::from_secs(5),
+        worker_backlog_batches: 1024,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_pushes_back_then_the_retry_succeeds() {
     push_back_then_success(1 << 30, "queue full").await;
@@ -123,22 +148,9 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
     let worker_backlog_batches = if expected == "queue full" { 1 } else { 1024 };
     let settings = PipelineSettings {
         queue_capacity,
-        max_batch_requests: 1,
         max_queued_bytes,
-        max_unstored_records: 1000,
-        retry_after_secs: 1,
-        default_tenant: None,
-        window: WindowLimits {
-            max_age_ns: 0,
-            max_observations: 1000,
-        },
-        spool: SpoolConfig {
-            dir: spool.clone(),
-            segment_bytes: 1 << 20,
-            max_bytes: 1 << 30,
-        },
-        drain_timeout: Duration::from_secs(5),
         worker_backlog_batches,
+        ..test_settings(&spool)
     };
     let (release, gate) = mpsc::channel();
     let written = Arc::new(Mutex::new(Vec::new()));
@@ -262,29 +274,79 @@ impl Sink for CollectingSink {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_for_room_waits_for_it_instead() {
+    // Room for one request's bytes; the worker is held in the sink by A, so
+    // B's bytes stay counted until it is let go. C waits rather than being
+    // refused, and is admitted as soon as the worker takes B.
+    let spool = tempfile_dir();
+    let settings = PipelineSettings {
+        max_queued_bytes: call(0).len() + 1,
+        admission_wait: Duration::from_secs(20),
+        ..test_settings(&spool)
+    };
+    let (release, gate) = mpsc::channel();
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sink = GatedSink {
+        gate: Arc::new(Mutex::new(gate)),
+        entered: entered.clone(),
+        written: written.clone(),
+    };
+    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+    let (pipeline, worker) =
+        start(settings, EnrichConfig::default(), Box::new(sink), metrics).unwrap();
+    assert!(accepted(&pipeline.submit(submission(0)).await));
+    while entered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(accepted(&pipeline.submit(submission(1)).await));
+    let p = pipeline.clone();
+    let c = tokio::spawn(async move { p.submit(submission(2)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!c.is_finished(), "C was answered while there was no room");
+    assert_eq!(
+        pipeline
+            .shared
+            .admission_waiters
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "C waits for room"
+    );
+    let releaser = std::thread::spawn(move || {
+        while release.send(()).is_ok() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let answer = c.await.unwrap();
+    assert!(accepted(&answer), "C once there is room: {answer:?}");
+    assert_eq!(
+        pipeline
+            .shared
+            .admission_waiters
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    drop(pipeline);
+    tokio::task::spawn_blocking(move || worker.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(written.lock().unwrap().len(), 3, "A, B and C written once");
+    releaser.join().unwrap();
+    std::fs::remove_dir_all(spool).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_over_its_cap_is_sealed_at_once_down_to_half() {
     const CAP: usize = 4;
     const CALLS: u64 = 12;
     let spool = tempfile_dir();
     let settings = PipelineSettings {
-        queue_capacity: 16,
-        max_batch_requests: 1,
-        max_queued_bytes: 1 << 30,
-        max_unstored_records: 1000,
-        retry_after_secs: 1,
-        default_tenant: None,
         // No call ever ages out during the test: only the cap seals.
         window: WindowLimits {
             max_age_ns: 3_600_000_000_000,
             max_observations: CAP,
         },
-        spool: SpoolConfig {
-            dir: spool.clone(),
-            segment_bytes: 1 << 20,
-            max_bytes: 1 << 30,
-        },
-        drain_timeout: Duration::from_secs(5),
-        worker_backlog_batches: 1024,
+        ..test_settings(&spool)
     };
     let written = Arc::new(Mutex::new(Vec::new()));
     let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
