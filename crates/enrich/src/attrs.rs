@@ -132,22 +132,10 @@ fn render_into(v: ValueRef<'_>, out: &mut String, depth: usize) {
     }
 }
 
-fn floor_char_boundary(s: &str, max: usize) -> usize {
-    if s.len() <= max {
-        return s.len();
-    }
-    let mut i = max;
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
+pub use claudewatch_model::cut_utf8;
 
-/// The longest prefix of `s` of at most `max` bytes that ends on a character
-/// boundary, and whether anything was cut.
-pub fn cut_utf8(s: &str, max: usize) -> (&str, bool) {
-    let end = floor_char_boundary(s, max);
-    (&s[..end], end < s.len())
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    cut_utf8(s, max).0.len()
 }
 
 /// True for attribute keys that carry message content (prompts, completions,

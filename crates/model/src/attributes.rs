@@ -76,16 +76,21 @@ impl PackedPairs {
     }
 }
 
-/// `s` cut to at most `max` bytes, at a character boundary.
-fn cut(s: &str, max: usize) -> &str {
+/// The longest prefix of `s` of at most `max` bytes that ends on a character
+/// boundary, and whether anything was cut.
+pub fn cut_utf8(s: &str, max: usize) -> (&str, bool) {
     if s.len() <= max {
-        return s;
+        return (s, false);
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    &s[..end]
+    (&s[..end], true)
+}
+
+fn cut(s: &str, max: usize) -> &str {
+    cut_utf8(s, max).0
 }
 
 fn push_len(out: &mut String, n: usize) {

@@ -12,7 +12,7 @@ mod attributes;
 mod outcome;
 mod record;
 
-pub use attributes::{Attributes, PackedPairs, PairsIter, PACKED_PART_MAX_LEN};
+pub use attributes::{cut_utf8, Attributes, PackedPairs, PairsIter, PACKED_PART_MAX_LEN};
 pub use outcome::{Blame, LimitKind, Outcome, Provider};
 pub use record::{CallRecord, ATTRIBUTES_MAX_COUNT, ATTRIBUTE_VALUE_MAX_LEN};
 pub use rust_decimal::Decimal;

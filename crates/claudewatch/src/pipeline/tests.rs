@@ -22,7 +22,7 @@ use claudewatch_sink::{Sink, SinkError};
 use claudewatch_spool::SpoolConfig;
 use prost::Message;
 
-use super::{start, PipelineSettings};
+use super::{start, Pipeline, PipelineSettings};
 use crate::metrics::Metrics;
 
 /// A sink whose `write` waits for a token from the test.
@@ -106,6 +106,34 @@ fn accepted(r: &Result<Verdict, Refusal>) -> bool {
     matches!(r, Ok(Verdict::Accepted { rejected: 0, .. }))
 }
 
+/// What [`start_gated`] gives: the pipeline, its worker thread, the sender
+/// that lets one sink write through, the count of writes begun, and what was
+/// written.
+type Gated = (
+    Pipeline,
+    std::thread::JoinHandle<()>,
+    mpsc::Sender<()>,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<Mutex<Vec<CallRecord>>>,
+);
+
+/// Starts a pipeline whose sink holds the worker in every write until the
+/// test sends on the returned gate.
+fn start_gated(settings: PipelineSettings) -> Gated {
+    let (release, gate) = mpsc::channel();
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sink = GatedSink {
+        gate: Arc::new(Mutex::new(gate)),
+        entered: entered.clone(),
+        written: written.clone(),
+    };
+    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+    let (pipeline, worker) =
+        start(settings, EnrichConfig::default(), Box::new(sink), metrics).unwrap();
+    (pipeline, worker, release, entered, written)
+}
+
 /// Test settings: one request per batch, no merge wait, an unreachable cap,
 /// refusals answered at once; tests override what they exercise.
 fn test_settings(spool: &std::path::Path) -> PipelineSettings {
@@ -152,17 +180,7 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
         worker_backlog_batches,
         ..test_settings(&spool)
     };
-    let (release, gate) = mpsc::channel();
-    let written = Arc::new(Mutex::new(Vec::new()));
-    let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let sink = GatedSink {
-        gate: Arc::new(Mutex::new(gate)),
-        entered: entered.clone(),
-        written: written.clone(),
-    };
-    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
-    let (pipeline, worker) =
-        start(settings, EnrichConfig::default(), Box::new(sink), metrics).unwrap();
+    let (pipeline, worker, release, entered, written) = start_gated(settings);
 
     // A is spooled and answered; the worker then seals it and blocks in the sink.
     assert!(accepted(&pipeline.submit(submission(0)).await));
@@ -284,17 +302,7 @@ async fn a_request_refused_for_room_waits_for_it_instead() {
         admission_wait: Duration::from_secs(20),
         ..test_settings(&spool)
     };
-    let (release, gate) = mpsc::channel();
-    let written = Arc::new(Mutex::new(Vec::new()));
-    let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let sink = GatedSink {
-        gate: Arc::new(Mutex::new(gate)),
-        entered: entered.clone(),
-        written: written.clone(),
-    };
-    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
-    let (pipeline, worker) =
-        start(settings, EnrichConfig::default(), Box::new(sink), metrics).unwrap();
+    let (pipeline, worker, release, entered, written) = start_gated(settings);
     assert!(accepted(&pipeline.submit(submission(0)).await));
     while entered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
