@@ -519,35 +519,21 @@ pub fn take_identity(obs: &mut [Observation], order: &[usize], r: &mut CallRecor
 
 /// The unmapped attributes of a call: the first observation (in `order`) to
 /// carry a key gives its value, and the first [`ATTRIBUTES_MAX_COUNT`]
-/// distinct keys met are kept. Collected, sorted and deduplicated first, so
-/// the packed attributes are written in one pass.
+/// distinct keys met are kept; then sorted, so the packed attributes are
+/// written in one pass. At most 32 kept keys make the linear lookup cheap.
 fn merged_attributes(obs: &[Observation], order: &[usize]) -> Attributes {
     let mut pairs: SmallVec<[(&str, &str); 32]> = SmallVec::new();
-    for &i in order {
-        pairs.extend(obs[i].unmapped.iter());
-    }
-    pairs.sort_by(|a, b| a.0.cmp(b.0)); // stable: the first of equal keys stays first
-    pairs.dedup_by(|later, first| later.0 == first.0);
-    if pairs.len() > ATTRIBUTES_MAX_COUNT {
-        // Keep the keys the first observations brought, as before the sort.
-        let mut rank: SmallVec<[usize; 32]> = smallvec::smallvec![usize::MAX; pairs.len()];
-        let mut seen = 0;
-        for &i in order {
-            for (k, _) in obs[i].unmapped.iter() {
-                if let Ok(at) = pairs.binary_search_by(|p| p.0.cmp(k)) {
-                    if rank[at] == usize::MAX {
-                        rank[at] = seen;
-                        seen += 1;
-                    }
-                }
+    'observations: for &i in order {
+        for (k, v) in obs[i].unmapped.iter() {
+            if pairs.len() >= ATTRIBUTES_MAX_COUNT {
+                break 'observations;
+            }
+            if !pairs.iter().any(|(seen, _)| *seen == k) {
+                pairs.push((k, v));
             }
         }
-        let mut at = 0;
-        pairs.retain(|_| {
-            at += 1;
-            rank[at - 1] < ATTRIBUTES_MAX_COUNT
-        });
     }
+    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
     Attributes::from_sorted_unique(&pairs)
 }
 
