@@ -248,7 +248,35 @@ pub(crate) fn key_value(buf: &[u8]) -> Result<KeyValueRef<'_>, ()> {
     key_value_at(buf, 0).ok_or(())
 }
 
+/// The canonical encoding of a string attribute, all lengths under 128:
+/// `0a klen key 12 vlen 0a slen text` and nothing else. The bytes from the key
+/// to the end are then checked as one UTF-8 run (the four tag and length bytes
+/// between key and text are ASCII, so the run is valid exactly when both
+/// strings are). `None` sends the pair to the general path.
+#[inline]
+fn string_pair(buf: &[u8]) -> Option<KeyValueRef<'_>> {
+    let [TAG_1_BYTES, klen @ 0..=0x7f, ..] = *buf else {
+        return None;
+    };
+    let key_end = 2 + usize::from(klen);
+    let [TAG_2_BYTES, vlen @ 0..=0x7f, TAG_1_BYTES, slen @ 0..=0x7f, ..] = *buf.get(key_end..)?
+    else {
+        return None;
+    };
+    if usize::from(vlen) != usize::from(slen) + 2 || buf.len() != key_end + 4 + usize::from(slen) {
+        return None;
+    }
+    let run = utf8(buf.get(2..)?)?;
+    Some(KeyValueRef {
+        key: run.get(..key_end - 2)?,
+        value: ValueRef::Str(run.get(key_end + 2..)?),
+    })
+}
+
 fn key_value_at(buf: &[u8], depth: usize) -> Option<KeyValueRef<'_>> {
+    if let Some(pair) = string_pair(buf) {
+        return Some(pair);
+    }
     let mut key = "";
     let mut value = None;
     let mut r = Reader::new(buf);
@@ -552,6 +580,63 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(render(&fast), render(&slow));
+    }
+
+    /// `KeyValue { key, value: string }` encoded by prost, with raw bytes.
+    fn string_kv_bytes(key: &[u8], text: &[u8]) -> Vec<u8> {
+        let value = [&[0x0a, text.len() as u8][..], text].concat();
+        [
+            &[0x0a, key.len() as u8][..],
+            key,
+            &[0x12, value.len() as u8],
+            &value,
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn string_pairs_read_as_prost_reads_them() {
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"gen_ai.system", b"anthropic"),
+            (b"", b""),
+            ("clé".as_bytes(), "valeur é ✓".as_bytes()),
+            (b"k", &[b'a'; 127]),
+            (b"bad", &[0xc3]),
+            (&[0xc3], b"split across the tags"),
+        ];
+        for (key, text) in cases {
+            let bytes = if text.len() + 2 < 128 {
+                string_kv_bytes(key, text)
+            } else {
+                kv(
+                    std::str::from_utf8(key).unwrap(),
+                    V::StringValue(std::str::from_utf8(text).unwrap().into()),
+                )
+                .encode_to_vec()
+            };
+            let prost = KeyValue::decode(&bytes[..]).ok();
+            let fast = key_value(&bytes).ok();
+            match (prost, fast) {
+                (None, None) => {}
+                (Some(p), Some(f)) => {
+                    assert_eq!(f.key, p.key);
+                    let Some(AnyValue {
+                        value: Some(V::StringValue(s)),
+                    }) = p.value
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(f.value, ValueRef::Str(&s));
+                }
+                (p, f) => panic!("{key:?}={text:?}: prost {p:?}, scanner {f:?}"),
+            }
+        }
+        // A field after the value leaves the fast path; the general one skips it.
+        let mut extra = string_kv_bytes(b"k", b"v");
+        extra.extend_from_slice(&[0x20, 0x01]);
+        assert!(string_pair(&extra).is_none());
+        let kv = key_value(&extra).unwrap();
+        assert_eq!((kv.key, kv.value), ("k", ValueRef::Str("v")));
     }
 
     #[test]
