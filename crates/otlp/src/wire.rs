@@ -27,11 +27,15 @@ const TAG_2_VARINT: u8 = 2 << 3;
 const TAG_3_VARINT: u8 = 3 << 3;
 
 /// The text of a string field, or `None` when it is not UTF-8 (as prost
-/// would refuse it). Same answer as `std::str::from_utf8`, faster on the
-/// short ASCII keys and values that make up most of a span.
+/// would refuse it). Same answer as `std::str::from_utf8`; ASCII, which makes
+/// up nearly all keys and values, is recognised by the word-at-a-time
+/// `is_ascii` (inside `ascii`), several times cheaper on short strings.
 #[inline]
 fn utf8(bytes: &[u8]) -> Option<&str> {
-    bstr::ByteSlice::to_str(bytes).ok()
+    match ascii::AsciiStr::from_ascii(bytes) {
+        Ok(text) => Some(text.as_str()),
+        Err(_) => std::str::from_utf8(bytes).ok(),
+    }
 }
 
 /// The value of one wire field.
@@ -637,6 +641,17 @@ mod tests {
         assert!(string_pair(&extra).is_none());
         let kv = key_value(&extra).unwrap();
         assert_eq!((kv.key, kv.value), ("k", ValueRef::Str("v")));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn utf8_answers_as_std_does(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            text in "\\PC{0,40}",
+        ) {
+            proptest::prop_assert_eq!(utf8(&bytes), std::str::from_utf8(&bytes).ok());
+            proptest::prop_assert_eq!(utf8(text.as_bytes()), Some(text.as_str()));
+        }
     }
 
     #[test]
