@@ -263,7 +263,12 @@ impl PriceTable {
             + term(write_1h, input_price * m.cache_write_1h)
             + term(tokens.cache_read, input_price * m.cache_read)
             + term(tokens.output, output_price);
-        let mut usd = micro_usd_times_mtok / Decimal::from(1_000_000u32);
+        // Dividing by 10^6 is moving the decimal point: exact, and far cheaper
+        // than a decimal division (which stays for the rare scale overflow).
+        let mut usd = micro_usd_times_mtok;
+        if usd.set_scale(usd.scale() + 6).is_err() {
+            usd = micro_usd_times_mtok / Decimal::from(1_000_000u32);
+        }
         if batch {
             usd *= m.batch;
         }
@@ -484,6 +489,39 @@ mod tests {
             Some(dec("3"))
         );
         assert_eq!(t.multipliers().cache_read, dec("0.1"));
+    }
+
+    #[test]
+    fn a_price_with_many_decimals_still_divides_exactly() {
+        // 23 decimals: moving the point six places would pass Decimal's 28.
+        let t = PriceTable::from_toml(
+            r#"
+            [multipliers]
+            cache_write_5m = "1.25"
+            cache_write_1h = 2
+            cache_read = 0.1
+            batch = "0.5"
+            [[model]]
+            family = "claude-x-1"
+            effective_from = "2025-01-01"
+            input = "0.00000000000000000000003"
+            output = "1.5"
+            "#,
+        )
+        .unwrap();
+        let tok = BillableTokens {
+            input: 1_000_000,
+            output: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            t.cost("claude-x-1", 0, tok, false),
+            Some(dec("0.00000300000000000000003"))
+        );
+        assert_eq!(
+            t.cost("claude-x-1", 0, tok, true),
+            Some(dec("0.000001500000000000000015"))
+        );
     }
 
     #[test]
