@@ -330,11 +330,12 @@ impl MergeWindow {
     /// returns how many there were (their ordinals are `0..n`).
     pub fn admit_extracted(&mut self, x: Extracted, entry: u64, now_ns: u64) -> u32 {
         let from = self.pending.len();
-        for mut o in x.observations {
+        let mut observations = x.observations;
+        for o in &mut observations {
             o.seq = self.seq;
             self.seq += 1;
-            self.pending.push(o);
         }
+        self.pending.append(&mut observations);
         self.admit_capped(from, entry, now_ns)
     }
 
@@ -373,7 +374,9 @@ impl MergeWindow {
                 self.late.push(origin);
                 continue;
             }
-            self.pending.swap(keep, i);
+            if keep != i {
+                self.pending.swap(keep, i);
+            }
             self.waiting.push(Waiting {
                 arrived_ns: now_ns,
                 origin,
