@@ -56,7 +56,7 @@ bench-instructions:
 	$(CARGO) bench -p claudewatch-enrich --bench instructions --no-run
 	@bin=$$(ls -t target/release/deps/instructions-* | grep -v '\.d$$' | head -1); \
 	base=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null $$bin none 2>&1 | grep -oE 'Collected : [0-9]+' | grep -oE '[0-9]+'); \
-	for m in prost scan enrich prost-enrich; do \
+	for m in prost scan enrich prost-enrich window; do \
 	  n=$$(valgrind --tool=callgrind --callgrind-out-file=/dev/null $$bin $$m 2>&1 | grep -oE 'Collected : [0-9]+' | grep -oE '[0-9]+'); \
 	  echo "$$m: $$(( (n - base) / 20000 )) instructions/span"; \
 	done
