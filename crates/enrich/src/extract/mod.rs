@@ -422,11 +422,60 @@ fn bounded_unmapped(rest: &[KeyValueRef<'_>], stats: &mut ExtractStats) -> Unmap
             continue;
         }
         let (key, key_cut) = cut_utf8(kv.key, UNMAPPED_KEY_MAX_LEN);
-        let cut = render_bounded_into(kv.value, &mut value);
+        // Text is kept as it is (cut like a rendered value); anything else
+        // is rendered first.
+        let (text, cut) = match kv.value {
+            ValueRef::Str(s) => cut_utf8(s, ATTRIBUTE_VALUE_MAX_LEN),
+            other => {
+                let cut = render_bounded_into(other, &mut value);
+                (value.as_str(), cut)
+            }
+        };
         if cut || key_cut {
             stats.truncated_values += 1;
         }
-        out.push(key, &value);
+        out.push(key, text);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmapped_values_are_kept_cut_and_counted() {
+        // The cut falls inside an "é": it backs off to the character before.
+        let long = format!("x{}", "é".repeat(300));
+        let rest = [
+            KeyValueRef {
+                key: "plain",
+                value: ValueRef::Str("v"),
+            },
+            KeyValueRef {
+                key: "long",
+                value: ValueRef::Str(&long),
+            },
+            KeyValueRef {
+                key: "int",
+                value: ValueRef::Int(-42),
+            },
+            KeyValueRef {
+                key: "gen_ai.prompt",
+                value: ValueRef::Str("content, never kept"),
+            },
+        ];
+        let mut stats = ExtractStats::default();
+        let kept: Vec<(String, String)> = bounded_unmapped(&rest, &mut stats)
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let cut = format!("x{}", "é".repeat((ATTRIBUTE_VALUE_MAX_LEN - 1) / 2));
+        assert_eq!(
+            kept,
+            [("plain", "v"), ("long", cut.as_str()), ("int", "-42")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert_eq!(stats.truncated_values, 1);
+    }
 }
