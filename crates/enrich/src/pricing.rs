@@ -448,15 +448,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn effective_dates_keep_history() {
-        let t = PriceTable::from_toml(
-            r#"
+    /// A table of `models` (TOML) with the usual multipliers.
+    fn with_multipliers(models: &str) -> PriceTable {
+        let multipliers = r#"
             [multipliers]
             cache_write_5m = "1.25"
             cache_write_1h = 2
             cache_read = 0.1
             batch = "0.5"
+            "#;
+        PriceTable::from_toml(&format!("{models}\n{multipliers}")).unwrap()
+    }
+
+    #[test]
+    fn effective_dates_keep_history() {
+        let t = with_multipliers(
+            r#"
             [[model]]
             family = "claude-x-1"
             effective_from = "2025-01-01"
@@ -468,8 +475,7 @@ mod tests {
             input = "1"
             output = "5"
             "#,
-        )
-        .unwrap();
+        );
         let day =
             |y, m, d| (days_from_civil(y, m, d) as u64) * 86_400_000_000_000 + 3_600_000_000_000;
         let tok = BillableTokens {
@@ -494,21 +500,9 @@ mod tests {
     #[test]
     fn a_price_with_many_decimals_still_divides_exactly() {
         // 23 decimals: moving the point six places would pass Decimal's 28.
-        let t = PriceTable::from_toml(
-            r#"
-            [multipliers]
-            cache_write_5m = "1.25"
-            cache_write_1h = 2
-            cache_read = 0.1
-            batch = "0.5"
-            [[model]]
-            family = "claude-x-1"
-            effective_from = "2025-01-01"
-            input = "0.00000000000000000000003"
-            output = "1.5"
-            "#,
-        )
-        .unwrap();
+        let t = with_multipliers(
+            r#"model = [{ family = "claude-x-1", effective_from = "2025-01-01", input = "0.00000000000000000000003", output = "1.5" }]"#,
+        );
         let tok = BillableTokens {
             input: 1_000_000,
             output: 2,
