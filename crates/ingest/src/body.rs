@@ -59,27 +59,54 @@ pub fn decompress(
             }
             Ok(body)
         }
-        ContentEncoding::Gzip => {
-            read_bounded(flate2::read::MultiGzDecoder::new(&body[..]), limit, "gzip")
-        }
+        // The decoders read the body in place (`bufread`: no copy into a
+        // buffer of their own).
+        ContentEncoding::Gzip => read_bounded(
+            flate2::bufread::MultiGzDecoder::new(&body[..]),
+            gzip_size_hint(&body),
+            limit,
+            "gzip",
+        ),
         ContentEncoding::Zstd => {
-            let decoder =
-                zstd::stream::read::Decoder::new(&body[..]).map_err(|e| BodyError::Corrupt {
+            let decoder = zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(|e| {
+                BodyError::Corrupt {
                     encoding: "zstd",
                     reason: e.to_string(),
-                })?;
-            read_bounded(decoder, limit, "zstd")
+                }
+            })?;
+            read_bounded(decoder, 0, limit, "zstd")
         }
     }
 }
 
+/// The size a gzip body says it expands to (its last member's ISIZE field),
+/// believed only up to 64 times the compressed size: a hint for the first
+/// allocation, never a promise (`read_bounded` still enforces the limit).
+fn gzip_size_hint(body: &[u8]) -> usize {
+    let Some(trailer) = body.len().checked_sub(4).and_then(|at| body.get(at..)) else {
+        return 0;
+    };
+    let isize = trailer
+        .try_into()
+        .map_or(0, |b: [u8; 4]| u32::from_le_bytes(b) as usize);
+    isize.min(body.len().saturating_mul(64))
+}
+
 fn read_bounded(
     reader: impl Read,
+    size_hint: usize,
     limit: usize,
     encoding: &'static str,
 ) -> Result<bytes::Bytes, BodyError> {
     // Read at most limit + 1 bytes: one byte more than allowed proves the bomb.
-    let mut out = Vec::with_capacity(limit.min(64 * 1024));
+    // Room for the hinted size and the probe byte, so that an honest body
+    // fills one allocation without growing it.
+    let capacity = if size_hint > 0 {
+        size_hint.min(limit) + 1
+    } else {
+        limit.min(64 * 1024)
+    };
+    let mut out = Vec::with_capacity(capacity);
     let mut bounded = reader.take(limit as u64 + 1);
     bounded
         .read_to_end(&mut out)
@@ -89,6 +116,10 @@ fn read_bounded(
         })?;
     if out.len() > limit {
         return Err(BodyError::TooLarge { limit });
+    }
+    // A hint that lied high leaves no large unused room behind.
+    if out.capacity() > 2 * out.len() + 64 * 1024 {
+        out.shrink_to_fit();
     }
     Ok(out.into())
 }
@@ -117,6 +148,32 @@ mod tests {
             &decompress(ContentEncoding::Zstd, z, 10_000).unwrap()[..],
             &data[..]
         );
+    }
+
+    #[test]
+    fn gzip_members_and_size_hints() {
+        // Pseudo-random bytes: they do not compress, so no hint is capped.
+        let mut x = 1u64;
+        let a: Vec<u8> = (0..6500)
+            .map(|_| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (x >> 56) as u8
+            })
+            .collect();
+        let b = b"second".repeat(3);
+        let two = [gzip(&a), gzip(&b)].concat();
+        let whole = decompress(ContentEncoding::Gzip, two.clone().into(), 100_000).unwrap();
+        assert_eq!(whole, [&a[..], &b[..]].concat());
+        // The hint is the last member's size: small, so the output grew.
+        assert_eq!(gzip_size_hint(&two), b.len());
+        assert_eq!(gzip_size_hint(&gzip(&a)), a.len());
+        // A trailer claiming more than 64 times the body is not believed.
+        let mut liar = gzip(b"x").to_vec();
+        let at = liar.len() - 4;
+        liar[at..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(gzip_size_hint(&liar), liar.len() * 64);
+        assert!(decompress(ContentEncoding::Gzip, liar.into(), 100_000).is_err());
+        assert_eq!(gzip_size_hint(b"ab"), 0);
     }
 
     #[test]
