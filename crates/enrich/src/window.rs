@@ -120,6 +120,16 @@ pub struct Sealed {
 struct Waiting {
     arrived_ns: u64,
     origin: Origin,
+    /// Its ids' keys, hashed once at admission and used again at its seal.
+    own: OwnKeys,
+}
+
+/// The keys of an observation's own ids (request, response, span).
+#[derive(Debug, Clone, Copy, Default)]
+struct OwnKeys {
+    request: Option<u64>,
+    response: Option<u64>,
+    span: Option<u64>,
 }
 
 /// What kind of id a sealed call left behind (part of the key's hash, so a
@@ -156,51 +166,79 @@ impl SealedIds {
         self.order.is_empty()
     }
 
+    /// The key of an id: its kind's tag byte, then its bytes, hashed in one
+    /// write (a tuple's `Hash` costs a write per part and a length prefix).
+    /// The tag makes kinds distinct; within a kind the bytes are the id.
     fn text_key(&self, kind: SealedKind, id: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one((kind, id))
+        let mut buf = [0u8; 64];
+        match buf.get_mut(1..=id.len()) {
+            Some(room) => {
+                room.copy_from_slice(id.as_bytes());
+                self.key_of(kind, &mut buf[..=id.len()])
+            }
+            None => {
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = self.hasher.build_hasher();
+                h.write_u8(kind as u8);
+                h.write(id.as_bytes());
+                h.finish()
+            }
+        }
     }
 
     fn span_key(&self, kind: SealedKind, trace: &[u8; 16], span: &[u8; 8]) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one((kind, trace, span))
+        let mut buf = [0u8; 25];
+        buf[1..17].copy_from_slice(trace);
+        buf[17..].copy_from_slice(span);
+        self.key_of(kind, &mut buf)
+    }
+
+    /// Hashes `tagged` (its first byte set to `kind`'s tag) in one write.
+    fn key_of(&self, kind: SealedKind, tagged: &mut [u8]) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        tagged[0] = kind as u8;
+        let mut h = self.hasher.build_hasher();
+        h.write(tagged);
+        h.finish()
     }
 
     fn has(&self, key: u64) -> bool {
         self.keys.contains(&key)
     }
 
-    /// Whether `o` shares an id with a sealed call.
-    fn matches(&self, o: &Observation) -> bool {
-        use SealedKind::{Parent, Request, Response, Span};
-        o.request_id
-            .as_deref()
-            .is_some_and(|r| self.has(self.text_key(Request, r)))
-            || o.response_id
-                .as_deref()
-                .is_some_and(|r| self.has(self.text_key(Response, r)))
+    /// The keys of `o`'s own ids.
+    fn own_keys(&self, o: &Observation) -> OwnKeys {
+        use SealedKind::{Request, Response, Span};
+        OwnKeys {
+            request: o.request_id.as_deref().map(|r| self.text_key(Request, r)),
+            response: o.response_id.as_deref().map(|r| self.text_key(Response, r)),
+            span: o
+                .trace_id
+                .zip(o.span_id)
+                .map(|(t, s)| self.span_key(Span, &t, &s)),
+        }
+    }
+
+    /// Whether `o` (whose own keys are `own`) shares an id with a sealed call.
+    fn matches(&self, o: &Observation, own: &OwnKeys) -> bool {
+        use SealedKind::{Parent, Span};
+        let has = |key: Option<u64>| key.is_some_and(|k| self.has(k));
+        has(own.request)
+            || has(own.response)
+            || has(own.span)
             || o.trace_id.is_some_and(|t| {
-                o.span_id.is_some_and(|s| {
-                    self.has(self.span_key(Span, &t, &s)) || self.has(self.span_key(Parent, &t, &s))
-                }) || o
-                    .parent_span_id
-                    .is_some_and(|p| self.has(self.span_key(Span, &t, &p)))
+                o.span_id
+                    .is_some_and(|s| self.has(self.span_key(Parent, &t, &s)))
+                    || o.parent_span_id
+                        .is_some_and(|p| self.has(self.span_key(Span, &t, &p)))
             })
     }
 
-    fn remember(&mut self, o: &Observation, now_ns: u64) {
-        use SealedKind::{Parent, Request, Response, Span};
+    fn remember(&mut self, o: &Observation, own: &OwnKeys, now_ns: u64) {
+        use SealedKind::Parent;
         let mut new_keys: SmallVec<[u64; 4]> = SmallVec::new();
-        if let Some(r) = o.request_id.as_deref() {
-            new_keys.push(self.text_key(Request, r));
-        }
-        if let Some(r) = o.response_id.as_deref() {
-            new_keys.push(self.text_key(Response, r));
-        }
+        new_keys.extend([own.request, own.response, own.span].into_iter().flatten());
         if let Some(t) = o.trace_id {
-            if let Some(s) = o.span_id {
-                new_keys.push(self.span_key(Span, &t, &s));
-            }
             if let (Some(p), true) = (o.parent_span_id, o.kind().is_call_level()) {
                 new_keys.push(self.span_key(Parent, &t, &p));
             }
@@ -369,7 +407,8 @@ impl MergeWindow {
         for i in from..self.pending.len() {
             let origin = Origin { entry, ordinal };
             ordinal = ordinal.saturating_add(1);
-            if self.is_late(&self.pending[i]) {
+            let own = self.sealed.own_keys(&self.pending[i]);
+            if self.is_late(&self.pending[i], &own) {
                 self.stats.late_duplicates += 1;
                 self.late.push(origin);
                 continue;
@@ -380,6 +419,7 @@ impl MergeWindow {
             self.waiting.push(Waiting {
                 arrived_ns: now_ns,
                 origin,
+                own,
             });
             keep += 1;
         }
@@ -393,8 +433,8 @@ impl MergeWindow {
         self.waiting.first().map(|w| w.arrived_ns)
     }
 
-    fn is_late(&self, o: &Observation) -> bool {
-        !self.sealed.is_empty() && self.sealed.matches(o)
+    fn is_late(&self, o: &Observation, own: &OwnKeys) -> bool {
+        !self.sealed.is_empty() && self.sealed.matches(o, own)
     }
 
     /// Seals every call whose newest observation is at least `max_age` old at
@@ -450,7 +490,8 @@ impl MergeWindow {
             for &i in g.iter() {
                 consumed[i] = true;
                 out.origins.push(self.waiting[i].origin);
-                self.sealed.remember(&self.pending[i], now_ns);
+                self.sealed
+                    .remember(&self.pending[i], &self.waiting[i].own, now_ns);
             }
         }
         out.records = records_of_groups(&mut self.pending, &sealed_groups, &self.config);
@@ -497,18 +538,28 @@ mod tests {
         }
     }
 
+    impl SealedIds {
+        fn matches_call(&self, o: &Observation) -> bool {
+            self.matches(o, &self.own_keys(o))
+        }
+        fn remember_call(&mut self, o: &Observation, now_ns: u64) {
+            let own = self.own_keys(o);
+            self.remember(o, &own, now_ns);
+        }
+    }
+
     #[test]
     fn sealed_ids_match_each_id_of_the_right_kind_only() {
         let mut ids = SealedIds::default();
-        ids.remember(&call(1), 10);
-        assert!(ids.matches(&call(1)));
+        ids.remember_call(&call(1), 10);
+        assert!(ids.matches_call(&call(1)));
         let by = |f: &dyn Fn(&mut Observation)| {
             let mut o = Observation {
                 kind: Some(EvidenceKind::InstrumentationSpan),
                 ..Observation::default()
             };
             f(&mut o);
-            ids.matches(&o)
+            ids.matches_call(&o)
         };
         assert!(by(&|o| o.request_id = Some("req_1".into())));
         assert!(by(&|o| o.response_id = Some("msg_1".into())));
@@ -531,24 +582,24 @@ mod tests {
             o.span_id = Some([7; 8]);
             o.parent_span_id = Some([101; 8]);
         }));
-        assert!(!ids.matches(&call(2)));
+        assert!(!ids.matches_call(&call(2)));
     }
 
     #[test]
     fn sealed_ids_expire_by_age_then_by_count_oldest_first() {
         let mut ids = SealedIds::default();
         for n in 0..10 {
-            ids.remember(&call(n), u64::from(n / 2)); // seals at 0, 1, 2, 3, 4
+            ids.remember_call(&call(n), u64::from(n / 2)); // seals at 0, 1, 2, 3, 4
         }
         assert_eq!(ids.order.len(), 40);
         ids.expire(0, usize::MAX); // the seal at 0: calls 0 and 1
-        assert!(!ids.matches(&call(1)) && ids.matches(&call(2)));
+        assert!(!ids.matches_call(&call(1)) && ids.matches_call(&call(2)));
         assert_eq!(ids.order.len(), 32);
         ids.expire(0, 30); // two keys over: the oldest two of call 2
         assert_eq!((ids.order.len(), ids.keys.len()), (30, 30));
-        assert!(ids.matches(&call(2)), "call 2's span keys remain");
+        assert!(ids.matches_call(&call(2)), "call 2's span keys remain");
         ids.expire(0, 0);
         assert!(ids.is_empty() && ids.keys.is_empty() && ids.seals.is_empty());
-        assert!(!ids.matches(&call(9)));
+        assert!(!ids.matches_call(&call(9)));
     }
 }
