@@ -432,8 +432,9 @@ async fn worker(shared: Arc<Shared>) -> Result<Tally, Error> {
     };
     let mut built = Built::default();
     let (mut order, mut body) = (Vec::new(), Vec::new());
-    // HTTP bodies are compressed here; gRPC compresses its own messages.
-    let gzip_here = cfg.gzip && cfg.protocol != Protocol::Grpc;
+    // Bodies are compressed here, once per request (gRPC messages too: see
+    // `GrpcConn`), at gzip's fast level.
+    let gzip_here = cfg.gzip;
     let format: Format = cfg.protocol.format();
     while let Some(ticket) = shared.take() {
         shared.plan.build(ticket, &mut built);

@@ -159,6 +159,9 @@ impl TraceService for Grpc {
         {
             return Err(tonic::Status::unavailable("queue full"));
         }
+        if self.0.reject_all {
+            return Err(tonic::Status::invalid_argument("refused"));
+        }
         if let Some(t) = self.0.token {
             let auth = request
                 .metadata()
@@ -303,6 +306,39 @@ async fn refused_requests_count_as_failed_never_as_sent() {
     assert_eq!(report.retries, 0, "400 is not retried");
     assert_eq!(
         report.errors_by_kind.get("http_400"),
+        Some(&report.requests)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_statuses_that_retrying_cannot_fix_fail_the_request() {
+    let state = Arc::new(Received {
+        reject_all: true,
+        ..Received::default()
+    });
+    let url = grpc_server(state.clone()).await;
+    let report = run(config(Protocol::Grpc, url.clone(), Stop::Count(100)))
+        .await
+        .unwrap();
+    assert_eq!((report.calls_acked, report.calls_failed), (0, 100));
+    assert_eq!(report.retries, 0, "INVALID_ARGUMENT is not retried");
+    assert_eq!(
+        report.errors_by_kind.get("grpc_invalid_argument"),
+        Some(&report.requests)
+    );
+    // A wrong token: UNAUTHENTICATED, in a Trailers-Only answer.
+    let state = Arc::new(Received {
+        token: Some("right"),
+        ..Received::default()
+    });
+    let url = grpc_server(state.clone()).await;
+    let mut c = config(Protocol::Grpc, url, Stop::Count(10));
+    c.gzip = true;
+    c.bearer = Some("wrong".into());
+    let report = run(c).await.unwrap();
+    assert_eq!(report.calls_failed, 10);
+    assert_eq!(
+        report.errors_by_kind.get("grpc_unauthenticated"),
         Some(&report.requests)
     );
 }
