@@ -247,7 +247,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let http = axum::serve(listener, app).with_graceful_shutdown(stopped());
+    // TCP_NODELAY on every accepted connection: an answer written in pieces
+    // (HTTP/2's HEADERS, DATA and trailers) must not wait behind Nagle for the
+    // client's delayed ACK, up to 40 ms (seen as gRPC's p99 at 50,000 spans/s).
+    let http = axum::serve(
+        axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        app,
+    )
+    .with_graceful_shutdown(stopped());
+    let grpc_incoming = nodelay_incoming(grpc_listener);
     // Export requests of ~100 KB exceed HTTP/2's default 64 KiB window: larger
     // windows save a round trip per request.
     let grpc = tonic::transport::Server::builder()
@@ -256,10 +266,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .add_service(traces)
         .add_service(logs)
         .add_service(metrics_svc)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-            stopped(),
-        );
+        .serve_with_incoming_shutdown(grpc_incoming, stopped());
     let signal = async move {
         signals.await;
         let _ = stop_tx.send(true);
@@ -285,6 +292,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
 }
 
+/// The connections `listener` accepts, each with TCP_NODELAY set.
+fn nodelay_incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |accepted| {
+            if let Ok(tcp) = &accepted {
+                let _ = tcp.set_nodelay(true);
+            }
+            accepted
+        },
+    )
+}
+
 /// Installs the SIGINT and SIGTERM handlers now (so a signal that arrives
 /// right after the listeners are announced is not fatal) and returns a future
 /// that completes on the first of them.
@@ -298,4 +320,23 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = term.recv() => tracing::info!("SIGTERM received"),
         }
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_grpc_connections_do_not_wait_for_nagle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = std::pin::pin!(nodelay_incoming(listener));
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = tokio_stream::StreamExt::next(&mut incoming)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }
