@@ -130,6 +130,9 @@ class Handler(BaseHTTPRequestHandler):
     """One ClickHouse HTTP request per call of `_handle`."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body are written separately: with Nagle on, the body waited
+    # for the client's delayed ACK of the headers (up to 40 ms per answer).
+    disable_nagle_algorithm = True
     server: Server
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
