@@ -16,6 +16,7 @@
 //! pure and deterministic.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU64;
 
 use rustc_hash::FxHashSet as HashSet;
 use smallvec::SmallVec;
@@ -127,9 +128,15 @@ struct Waiting {
 /// The keys of an observation's own ids (request, response, span).
 #[derive(Debug, Clone, Copy, Default)]
 struct OwnKeys {
-    request: Option<u64>,
-    response: Option<u64>,
-    span: Option<u64>,
+    request: Option<NonZeroU64>,
+    response: Option<NonZeroU64>,
+    span: Option<NonZeroU64>,
+}
+
+/// A key as stored: a hash of 0 counts as 1, so that an optional key takes
+/// eight bytes (one more colliding value among 2^64 changes nothing).
+fn nonzero(hash: u64) -> NonZeroU64 {
+    NonZeroU64::new(hash).unwrap_or(NonZeroU64::MIN)
 }
 
 /// What kind of id a sealed call left behind (part of the key's hash, so a
@@ -154,9 +161,9 @@ enum SealedKind {
 #[derive(Debug, Default)]
 struct SealedIds {
     hasher: std::collections::hash_map::RandomState,
-    keys: HashSet<u64>,
+    keys: HashSet<NonZeroU64>,
     /// Keys in the order they were added, oldest first.
-    order: VecDeque<u64>,
+    order: VecDeque<NonZeroU64>,
     /// Per seal that added keys, oldest first: when, and how many keys.
     seals: VecDeque<(u64, usize)>,
 }
@@ -169,7 +176,7 @@ impl SealedIds {
     /// The key of an id: its kind's tag byte, then its bytes, hashed in one
     /// write (a tuple's `Hash` costs a write per part and a length prefix).
     /// The tag makes kinds distinct; within a kind the bytes are the id.
-    fn text_key(&self, kind: SealedKind, id: &str) -> u64 {
+    fn text_key(&self, kind: SealedKind, id: &str) -> NonZeroU64 {
         let mut buf = [0u8; 64];
         match buf.get_mut(1..=id.len()) {
             Some(room) => {
@@ -181,12 +188,12 @@ impl SealedIds {
                 let mut h = self.hasher.build_hasher();
                 h.write_u8(kind as u8);
                 h.write(id.as_bytes());
-                h.finish()
+                nonzero(h.finish())
             }
         }
     }
 
-    fn span_key(&self, kind: SealedKind, trace: &[u8; 16], span: &[u8; 8]) -> u64 {
+    fn span_key(&self, kind: SealedKind, trace: &[u8; 16], span: &[u8; 8]) -> NonZeroU64 {
         let mut buf = [0u8; 25];
         buf[1..17].copy_from_slice(trace);
         buf[17..].copy_from_slice(span);
@@ -194,15 +201,15 @@ impl SealedIds {
     }
 
     /// Hashes `tagged` (its first byte set to `kind`'s tag) in one write.
-    fn key_of(&self, kind: SealedKind, tagged: &mut [u8]) -> u64 {
+    fn key_of(&self, kind: SealedKind, tagged: &mut [u8]) -> NonZeroU64 {
         use std::hash::{BuildHasher, Hasher};
         tagged[0] = kind as u8;
         let mut h = self.hasher.build_hasher();
         h.write(tagged);
-        h.finish()
+        nonzero(h.finish())
     }
 
-    fn has(&self, key: u64) -> bool {
+    fn has(&self, key: NonZeroU64) -> bool {
         self.keys.contains(&key)
     }
 
@@ -222,7 +229,7 @@ impl SealedIds {
     /// Whether `o` (whose own keys are `own`) shares an id with a sealed call.
     fn matches(&self, o: &Observation, own: &OwnKeys) -> bool {
         use SealedKind::{Parent, Span};
-        let has = |key: Option<u64>| key.is_some_and(|k| self.has(k));
+        let has = |key: Option<NonZeroU64>| key.is_some_and(|k| self.has(k));
         has(own.request)
             || has(own.response)
             || has(own.span)
@@ -236,7 +243,7 @@ impl SealedIds {
 
     fn remember(&mut self, o: &Observation, own: &OwnKeys, now_ns: u64) {
         use SealedKind::Parent;
-        let mut new_keys: SmallVec<[u64; 4]> = SmallVec::new();
+        let mut new_keys: SmallVec<[NonZeroU64; 4]> = SmallVec::new();
         new_keys.extend([own.request, own.response, own.span].into_iter().flatten());
         if let Some(t) = o.trace_id {
             if let (Some(p), true) = (o.parent_span_id, o.kind().is_call_level()) {
