@@ -40,6 +40,14 @@ pub struct Entry {
 
 /// Appends the frame of `e` to `out`.
 pub fn encode(e: &Entry, out: &mut Vec<u8>) {
+    encode_head(e, out);
+    out.extend_from_slice(&e.body);
+}
+
+/// Appends the frame of `e` without its body, which must follow it on disk:
+/// the head's length and CRC already cover the body. Lets a writer send the
+/// body from where it is instead of copying it next to its head.
+pub fn encode_head(e: &Entry, out: &mut Vec<u8>) {
     let tenant = e
         .tenant
         .as_deref()
@@ -59,9 +67,10 @@ pub fn encode(e: &Entry, out: &mut Vec<u8>) {
         None => out.extend_from_slice(&NO_TENANT.to_le_bytes()),
     }
     out.extend_from_slice(&e.arrived_unix_ns.to_le_bytes());
-    out.extend_from_slice(&e.body);
-    let crc = crc32fast::hash(&out[start + 8..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[start + 8..]);
+    crc.update(&e.body);
+    out[start + 4..start + 8].copy_from_slice(&crc.finalize().to_le_bytes());
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {

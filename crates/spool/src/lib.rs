@@ -20,7 +20,7 @@ mod checkpoint;
 pub mod entry;
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 
 pub use checkpoint::{Checkpoint, CheckpointBuilder};
@@ -120,6 +120,21 @@ impl std::fmt::Debug for Spool {
             .field("bytes", &self.bytes)
             .finish()
     }
+}
+
+/// Writes every piece, in order, with as few `writev` calls as the kernel
+/// allows (`Write::write_all_vectored` is not stable yet).
+fn write_all_vectored(file: &mut File, mut pieces: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut pieces, 0);
+    while !pieces.is_empty() {
+        match file.write_vectored(pieces) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut pieces, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
@@ -290,16 +305,20 @@ impl Spool {
         if entries.is_empty() {
             return Ok(());
         }
+        // The entries' heads go into one buffer; their bodies are written
+        // from where they are (one vectored write, no copy of the bodies).
         self.buf.clear();
+        let mut head_ends = Vec::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
             debug_assert_eq!(
                 e.seq,
                 self.next_seq + i as u64,
                 "spool seqs must be consecutive"
             );
-            entry::encode(e, &mut self.buf);
+            entry::encode_head(e, &mut self.buf);
+            head_ends.push(self.buf.len());
         }
-        let add = self.buf.len() as u64;
+        let add = (self.buf.len() + entries.iter().map(|e| e.body.len()).sum::<usize>()) as u64;
         if self.bytes + add > self.config.max_bytes {
             return Err(SpoolError::Full {
                 bytes: self.bytes,
@@ -312,9 +331,14 @@ impl Spool {
         let idx = self.segments.len() - 1;
         let path = self.segments[idx].path.clone();
         let before = self.segments[idx].bytes;
-        let written = self
-            .active
-            .write_all(&self.buf)
+        let mut pieces = Vec::with_capacity(2 * entries.len());
+        let mut head_start = 0;
+        for (e, &head_end) in entries.iter().zip(&head_ends) {
+            pieces.push(IoSlice::new(&self.buf[head_start..head_end]));
+            pieces.push(IoSlice::new(&e.body));
+            head_start = head_end;
+        }
+        let written = write_all_vectored(&mut self.active, &mut pieces)
             .and_then(|()| self.active.sync_data());
         if let Err(e) = written {
             // Leave no partial entry behind: the segment ends where it did.

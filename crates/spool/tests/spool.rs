@@ -51,6 +51,32 @@ fn replayed(spool: &Spool) -> Vec<Entry> {
 }
 
 #[test]
+fn a_batch_is_written_frame_by_frame_as_encode_lays_it_out() {
+    // Heads and bodies go out in one vectored write: the file must hold
+    // exactly the frames `encode` makes, empty bodies included.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut spool, _) = Spool::open(config(dir.path())).unwrap();
+    let big = "x".repeat(70_000);
+    let entries = vec![
+        entry(0, ""),
+        entry(1, &big),
+        entry(2, "small"),
+        entry(3, ""),
+    ];
+    spool.append(&entries).unwrap();
+    let mut expected = Vec::new();
+    for e in &entries {
+        claudewatch_spool::entry::encode(e, &mut expected);
+    }
+    let segment = dir.path().join(format!("{:020}.seg", 0));
+    assert_eq!(std::fs::read(segment).unwrap(), expected);
+    drop(spool);
+    let (spool, report) = Spool::open(config(dir.path())).unwrap();
+    assert_eq!(report.entries, 4);
+    assert_eq!(replayed(&spool), entries);
+}
+
+#[test]
 fn what_was_appended_is_replayed_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (mut spool, report) = Spool::open(config(dir.path())).unwrap();
