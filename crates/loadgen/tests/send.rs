@@ -209,6 +209,15 @@ fn config(protocol: Protocol, endpoint: String, stop: Stop) -> Config {
     }
 }
 
+/// `c` with gzip on and a bearer token.
+fn gzip_with_token(c: Config, token: &str) -> Config {
+    Config {
+        gzip: true,
+        bearer: Some(token.into()),
+        ..c
+    }
+}
+
 fn assert_exact(report: &Report, state: &Received) {
     assert!(report.ok(), "{report:?}");
     let (records, spans) = state.records();
@@ -228,10 +237,12 @@ async fn http_protobuf_gzip_with_a_503_then_success() {
         ..Received::default()
     });
     let url = http_server(state.clone()).await;
-    let mut c = config(Protocol::HttpProtobuf, url, Stop::Count(700));
-    c.gzip = true;
-    c.bearer = Some("s3cret".into());
-    let report = run(c).await.unwrap();
+    let report = run(gzip_with_token(
+        config(Protocol::HttpProtobuf, url, Stop::Count(700)),
+        "s3cret",
+    ))
+    .await
+    .unwrap();
     assert_eq!(report.calls_acked, 700);
     assert_eq!(report.retries, 1, "{report:?}");
     assert_eq!(report.errors_by_kind.get("http_503"), Some(&1));
@@ -264,10 +275,12 @@ async fn grpc_gzip_with_unavailable_then_success() {
         ..Received::default()
     });
     let url = grpc_server(state.clone()).await;
-    let mut c = config(Protocol::Grpc, url, Stop::Count(900));
-    c.gzip = true;
-    c.bearer = Some("t0k".into());
-    let report = run(c).await.unwrap();
+    let report = run(gzip_with_token(
+        config(Protocol::Grpc, url, Stop::Count(900)),
+        "t0k",
+    ))
+    .await
+    .unwrap();
     assert_eq!(report.calls_acked, 900);
     assert_eq!(report.retries, 2, "{report:?}");
     assert_eq!(report.errors_by_kind.get("grpc_unavailable"), Some(&2));
@@ -332,10 +345,12 @@ async fn grpc_statuses_that_retrying_cannot_fix_fail_the_request() {
         ..Received::default()
     });
     let url = grpc_server(state.clone()).await;
-    let mut c = config(Protocol::Grpc, url, Stop::Count(10));
-    c.gzip = true;
-    c.bearer = Some("wrong".into());
-    let report = run(c).await.unwrap();
+    let report = run(gzip_with_token(
+        config(Protocol::Grpc, url, Stop::Count(10)),
+        "wrong",
+    ))
+    .await
+    .unwrap();
     assert_eq!(report.calls_failed, 10);
     assert_eq!(
         report.errors_by_kind.get("grpc_unauthenticated"),
