@@ -264,9 +264,7 @@ impl Pipeline {
             }
         }
     }
-}
 
-impl Pipeline {
     /// [`Pipeline::admit`], and when refused for room, tries again every few
     /// milliseconds for up to `admission_wait` (while at most
     /// `queue_capacity` requests wait so), then answers the refusal. The
