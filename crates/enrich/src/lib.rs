@@ -188,17 +188,27 @@ pub fn records_of_groups(
     groups: &[&[usize]],
     config: &EnrichConfig,
 ) -> Vec<CallRecord> {
+    let mut records = Vec::with_capacity(groups.len());
+    records_of_groups_into(obs, groups, config, &mut records);
+    records
+}
+
+/// [`records_of_groups`], appending to `records` (whose capacity a caller
+/// may reuse from one batch to the next).
+pub fn records_of_groups_into(
+    obs: &mut [Observation],
+    groups: &[&[usize]],
+    config: &EnrichConfig,
+    records: &mut Vec<CallRecord>,
+) {
     let mut models = assemble::ModelCache::default();
-    groups
-        .iter()
-        .map(|g| {
-            assemble::assemble(
-                obs,
-                g,
-                &config.prices,
-                config.tenant.as_deref(),
-                &mut models,
-            )
-        })
-        .collect()
+    records.extend(groups.iter().map(|g| {
+        assemble::assemble(
+            obs,
+            g,
+            &config.prices,
+            config.tenant.as_deref(),
+            &mut models,
+        )
+    }));
 }

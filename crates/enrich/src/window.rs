@@ -24,7 +24,7 @@ use smallvec::SmallVec;
 use claudewatch_otlp::{decode, DecodeError, Encoding, ExportRequest, Signal};
 
 use crate::{
-    extract, records_of_groups, AttributeLimits, CallRecord, EnrichConfig, ExtractStats,
+    extract, records_of_groups_into, AttributeLimits, CallRecord, EnrichConfig, ExtractStats,
     Observation,
 };
 
@@ -448,12 +448,18 @@ impl MergeWindow {
     /// `now_ns` (all of them when `all`), and, when more than
     /// `max_observations` wait, the oldest calls until at most half that many do.
     pub fn seal(&mut self, now_ns: u64, all: bool) -> Sealed {
-        let mut out = Sealed {
-            records: Vec::new(),
-            origins: std::mem::take(&mut self.late),
-        };
+        let mut out = Sealed::default();
+        self.seal_into(now_ns, all, &mut out);
+        out
+    }
+
+    /// [`Self::seal`], appending to `out`: a caller that hands back the
+    /// vectors of its last seal (cleared) spares the allocator a fresh
+    /// megabytes-large record vector, and the kernel its page faults, per seal.
+    pub fn seal_into(&mut self, now_ns: u64, all: bool, out: &mut Sealed) {
+        out.origins.append(&mut self.late);
         if self.pending.is_empty() {
-            return out;
+            return;
         }
         let grouping = crate::merge::group(&self.pending);
         // A full window is brought down to half its cap, so that under a
@@ -490,7 +496,7 @@ impl MergeWindow {
             }
         }
         if sealed_groups.is_empty() {
-            return out;
+            return;
         }
         let mut consumed = vec![false; self.pending.len()];
         for g in &sealed_groups {
@@ -501,10 +507,17 @@ impl MergeWindow {
                     .remember(&self.pending[i], &self.waiting[i].own, now_ns);
             }
         }
-        out.records = records_of_groups(&mut self.pending, &sealed_groups, &self.config);
-        self.stats.calls += out.records.len() as u64;
+        let before = out.records.len();
+        records_of_groups_into(
+            &mut self.pending,
+            &sealed_groups,
+            &self.config,
+            &mut out.records,
+        );
+        let calls = out.records.len() - before;
+        self.stats.calls += calls as u64;
         let observations: usize = sealed_groups.iter().map(|g| g.len()).sum();
-        self.stats.merged += (observations - out.records.len()) as u64;
+        self.stats.merged += (observations - calls) as u64;
         let mut i = 0;
         self.pending.retain(|_| {
             i += 1;
@@ -516,7 +529,6 @@ impl MergeWindow {
             !consumed[i - 1]
         });
         self.expire_keys(now_ns);
-        out
     }
 
     /// Forgets sealed ids older than ten window ages, and the oldest beyond

@@ -192,6 +192,41 @@ fn a_resend_after_sealing_is_a_late_duplicate_not_a_second_record() {
 }
 
 #[test]
+fn seal_into_appends_after_what_the_buffer_already_holds() {
+    let reqs = requests("anthropic-native");
+    let expected = batch(&reqs);
+    let mut w = MergeWindow::new(EnrichConfig::default(), limits());
+    for (i, r) in reqs.iter().enumerate() {
+        w.push(r, i as u64, 0);
+    }
+    // A reused buffer: its earlier content stays first, the seal follows it.
+    let mut out = w.seal(0, false);
+    assert!(out.records.is_empty());
+    out.records.push(expected[0].clone());
+    out.origins.push(Origin {
+        entry: 99,
+        ordinal: 7,
+    });
+    w.seal_into(AGE, false, &mut out);
+    assert_eq!(out.records.len(), expected.len() + 1);
+    assert_eq!(out.records[0], expected[0]);
+    assert_eq!(
+        out.origins[0],
+        Origin {
+            entry: 99,
+            ordinal: 7
+        }
+    );
+    assert!(out.origins[1..].iter().all(|o| o.entry < reqs.len() as u64));
+    assert_eq!(
+        w.stats().calls,
+        expected.len() as u64,
+        "only this seal's calls count"
+    );
+    assert!(w.is_empty());
+}
+
+#[test]
 fn a_full_window_seals_its_oldest_calls_early() {
     let reqs = requests("anthropic-native");
     let total_obs = {

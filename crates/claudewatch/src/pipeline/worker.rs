@@ -8,9 +8,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use claudewatch_enrich::{
-    extract_request, CallRecord, EnrichConfig, MergeWindow, Origin, WindowStats,
-};
+use claudewatch_enrich::{extract_request, EnrichConfig, MergeWindow, Sealed, WindowStats};
 use claudewatch_sink::Sink;
 use claudewatch_spool::{Checkpoint, Spool, SpoolError};
 
@@ -25,12 +23,6 @@ const ADMIT_BURST: usize = 64;
 /// Longest sleep of the loop while idle.
 const IDLE_TICK: Duration = Duration::from_millis(250);
 
-/// Sealed records the sink has not confirmed yet.
-struct Unstored {
-    records: Vec<CallRecord>,
-    origins: Vec<Origin>,
-}
-
 pub(super) struct Worker {
     rx: Receiver<AdmittedBatch>,
     sink: Box<dyn Sink>,
@@ -44,7 +36,10 @@ pub(super) struct Worker {
     shared: Arc<Shared>,
     windows: HashMap<Option<String>, MergeWindow>,
     progress: Progress,
-    unstored: Vec<Unstored>,
+    /// Sealed records the sink has not confirmed yet, oldest first.
+    unstored: Vec<Sealed>,
+    /// The emptied vectors of the last stored batch, filled by the next seal.
+    spare: Sealed,
     /// When the sink failed last, the next attempt and the current backoff.
     sink_retry: Option<(Instant, Duration)>,
     /// Earliest next seal (seals are spaced by half a window age).
@@ -76,6 +71,7 @@ impl Worker {
             windows: HashMap::new(),
             progress: Progress::default(),
             unstored: Vec::new(),
+            spare: Sealed::default(),
             sink_retry: None,
             next_seal: Instant::now(),
             clock: Instant::now(),
@@ -240,28 +236,15 @@ impl Worker {
                 || w.oldest_arrival_ns()
                     .is_some_and(|t| t.saturating_add(limits.max_age_ns) <= now_ns)
         };
-        let mut sealed = Unstored {
-            records: Vec::new(),
-            origins: Vec::new(),
-        };
+        // The vectors of the last stored batch are filled again.
+        let mut sealed = std::mem::take(&mut self.spare);
         for w in self.windows.values_mut() {
             if all || due(w) {
-                let s = w.seal(now_ns, all);
-                // One window is the usual case: its vectors are taken as they
-                // are (extending empty ones would hold two copies at the peak).
-                if sealed.records.is_empty() {
-                    sealed.records = s.records;
-                } else {
-                    sealed.records.extend(s.records);
-                }
-                if sealed.origins.is_empty() {
-                    sealed.origins = s.origins;
-                } else {
-                    sealed.origins.extend(s.origins);
-                }
+                w.seal_into(now_ns, all, &mut sealed);
             }
         }
         if sealed.origins.is_empty() {
+            self.spare = sealed;
             return;
         }
         self.next_seal = now + Duration::from_nanos(limits.max_age_ns / 2);
@@ -292,8 +275,13 @@ impl Worker {
         match stored {
             Ok(()) => {
                 metrics.records_written.inc_by(records as u64);
-                for batch in std::mem::take(&mut self.unstored) {
+                for mut batch in std::mem::take(&mut self.unstored) {
                     self.progress.stored(&batch.origins);
+                    batch.records.clear();
+                    batch.origins.clear();
+                    if batch.records.capacity() > self.spare.records.capacity() {
+                        self.spare = batch;
+                    }
                 }
                 if self.sink_retry.take().is_some() {
                     tracing::info!(records, "the sink recovered: backlog stored");
