@@ -17,6 +17,7 @@ pub mod assemble;
 pub mod attrs;
 pub mod classify;
 pub mod extract;
+pub mod links;
 pub mod merge;
 pub mod model_id;
 pub mod observation;

@@ -13,11 +13,14 @@
 //!    service and model, in different traces, the SDK span inside the
 //!    instrumentation span's time range.
 
+use std::num::NonZeroU64;
+
 use rustc_hash::FxHashMap as HashMap;
 
 use claudewatch_model::{Attributes, CallRecord, Provider, ATTRIBUTES_MAX_COUNT};
 use smallvec::SmallVec;
 
+use crate::links::{IdKeys, Links};
 use crate::observation::{EvidenceKind, Observation, Ttft};
 
 /// Slack allowed when testing that one span lies within another (clock
@@ -55,19 +58,19 @@ impl Dsu {
     }
 }
 
-/// Groups state: per root, the ids that must not conflict.
-struct Groups<'a> {
+/// Groups state: per root, the ids (as keys) that must not conflict.
+struct Groups {
     dsu: Dsu,
-    request_id: Vec<Option<&'a str>>,
-    response_id: Vec<Option<&'a str>>,
+    request_id: Vec<Option<NonZeroU64>>,
+    response_id: Vec<Option<NonZeroU64>>,
 }
 
-impl<'a> Groups<'a> {
-    fn new(obs: &'a [Observation]) -> Groups<'a> {
+impl Groups {
+    fn new(links: &[Links]) -> Groups {
         Groups {
-            dsu: Dsu::new(obs.len()),
-            request_id: obs.iter().map(|o| o.request_id.as_deref()).collect(),
-            response_id: obs.iter().map(|o| o.response_id.as_deref()).collect(),
+            dsu: Dsu::new(links.len()),
+            request_id: links.iter().map(|l| l.request).collect(),
+            response_id: links.iter().map(|l| l.response).collect(),
         }
     }
 
@@ -76,8 +79,7 @@ impl<'a> Groups<'a> {
         if ra == rb {
             return true;
         }
-        let conflict =
-            |x: Option<&str>, y: Option<&str>| matches!((x, y), (Some(x), Some(y)) if x != y);
+        let conflict = |x: Option<NonZeroU64>, y: Option<NonZeroU64>| matches!((x, y), (Some(x), Some(y)) if x != y);
         if conflict(self.request_id[ra], self.request_id[rb])
             || conflict(self.response_id[ra], self.response_id[rb])
         {
@@ -96,63 +98,78 @@ impl<'a> Groups<'a> {
 
 /// Partitions observations into calls (indices into `obs`).
 pub fn group(obs: &[Observation]) -> Grouping {
-    let mut g = Groups::new(obs);
+    let keys = IdKeys::default();
+    let links: Vec<Links> = obs.iter().map(|o| keys.links(o)).collect();
+    group_linked(obs, &links)
+}
+
+/// [`group`], given each observation's [`Links`] (`links[i]` of `obs[i]`,
+/// all from one [`IdKeys`]). The id rules read only `links`; the rarer retry
+/// and twin rules read the observations too.
+pub fn group_linked(obs: &[Observation], links: &[Links]) -> Grouping {
+    debug_assert_eq!(obs.len(), links.len());
+    let mut g = Groups::new(links);
 
     // 1 and 2: shared ids.
     // Sized up front: a seal groups a whole window, and rehashing maps of
     // that size showed in profiles.
-    let n = obs.len();
-    let mut by_request: HashMap<&str, usize> =
+    let n = links.len();
+    let mut by_request: HashMap<NonZeroU64, usize> =
         HashMap::with_capacity_and_hasher(n, Default::default());
-    let mut by_response: HashMap<&str, usize> =
+    let mut by_response: HashMap<NonZeroU64, usize> =
         HashMap::with_capacity_and_hasher(n / 2, Default::default());
-    for (i, o) in obs.iter().enumerate() {
-        union_by_key(&mut by_request, o.request_id.as_deref(), i, &mut g);
-        union_by_key(&mut by_response, o.response_id.as_deref(), i, &mut g);
+    for (i, l) in links.iter().enumerate() {
+        union_by_key(&mut by_request, l.request, i, &mut g);
+        union_by_key(&mut by_response, l.response, i, &mut g);
     }
 
     // 3: parent links within a trace.
-    let mut by_span: HashMap<([u8; 16], [u8; 8]), usize> =
+    let mut by_span: HashMap<NonZeroU64, usize> =
         HashMap::with_capacity_and_hasher(n, Default::default());
-    for (i, o) in obs.iter().enumerate() {
-        if let (Some(t), Some(s)) = (o.trace_id, o.span_id) {
-            by_span.entry((t, s)).or_insert(i);
+    for (i, l) in links.iter().enumerate() {
+        if let Some(s) = l.span {
+            by_span.entry(s).or_insert(i);
         }
     }
     let mut call_children: HashMap<usize, u32> =
         HashMap::with_capacity_and_hasher(n / 2, Default::default());
-    for o in obs {
-        if let (Some(t), Some(p)) = (o.trace_id, o.parent_span_id) {
-            if o.kind().is_call_level() {
-                if let Some(&j) = by_span.get(&(t, p)) {
-                    if obs[j].kind().is_call_level() {
-                        *call_children.entry(j).or_default() += 1;
-                    }
+    for l in links {
+        if let (Some(p), true) = (l.parent, l.kind.is_call_level()) {
+            if let Some(&j) = by_span.get(&p) {
+                if links[j].kind.is_call_level() {
+                    *call_children.entry(j).or_default() += 1;
                 }
             }
         }
     }
-    let mut orphan_attempts: HashMap<([u8; 16], [u8; 8]), Vec<usize>> = HashMap::default();
-    for (i, o) in obs.iter().enumerate() {
-        let (Some(t), Some(p)) = (o.trace_id, o.parent_span_id) else {
+    // Attempts under a parent never seen, per parent in order of first sight.
+    let mut orphan_parents: HashMap<NonZeroU64, usize> = HashMap::default();
+    let mut orphan_attempts: Vec<Vec<usize>> = Vec::new();
+    for (i, l) in links.iter().enumerate() {
+        let Some(p) = l.parent else {
             continue;
         };
-        match by_span.get(&(t, p)) {
-            Some(&j) if o.kind() == EvidenceKind::HttpSpan => {
+        match by_span.get(&p) {
+            Some(&j) if l.kind == EvidenceKind::HttpSpan => {
                 g.union(j, i);
             }
-            Some(&j) if obs[j].kind().is_call_level() && call_children.get(&j) == Some(&1) => {
+            Some(&j) if links[j].kind.is_call_level() && call_children.get(&j) == Some(&1) => {
                 g.union(j, i);
             }
-            None if o.kind() == EvidenceKind::HttpSpan => {
-                orphan_attempts.entry((t, p)).or_default().push(i)
+            None if l.kind == EvidenceKind::HttpSpan => {
+                let next = orphan_attempts.len();
+                let k = *orphan_parents.entry(p).or_insert(next);
+                if k == next {
+                    orphan_attempts.push(Vec::new());
+                }
+                orphan_attempts[k].push(i);
             }
             _ => {}
         }
     }
 
     // 4: retry chains of HTTP attempts whose parent was never exported.
-    for attempts in orphan_attempts.values_mut() {
+    for attempts in &mut orphan_attempts {
         attempts.sort_by_key(|&i| (obs[i].start_unix_nano, obs[i].seq));
         for w in attempts.windows(2) {
             let (prev, next) = (&obs[w[0]], &obs[w[1]]);
@@ -168,24 +185,33 @@ pub fn group(obs: &[Observation]) -> Grouping {
     }
 
     // 5: unlinked twins.
-    join_twins(obs, &mut g);
+    join_twins(obs, links, &mut g);
 
-    // Order indices by their group's first arrival, then by arrival: each
-    // call's members are one contiguous run (no allocation per call).
-    let roots: Vec<usize> = (0..obs.len()).map(|i| g.find(i)).collect();
-    let mut first = vec![usize::MAX; obs.len()];
-    for (i, &r) in roots.iter().enumerate() {
-        first[r] = first[r].min(i);
-    }
-    let mut order: Vec<usize> = (0..obs.len()).collect();
-    order.sort_unstable_by_key(|&i| (first[roots[i]], i));
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    for k in 1..=order.len() {
-        if k == order.len() || first[roots[order[k]]] != first[roots[order[start]]] {
-            ranges.push(start..k);
-            start = k;
+    // Each call's members as one contiguous run, calls in order of their
+    // first member, members in arrival order: a counting placement, no sort.
+    let roots: Vec<usize> = (0..n).map(|i| g.find(i)).collect();
+    let mut number = vec![usize::MAX; n];
+    let mut sizes: Vec<usize> = Vec::new();
+    for &r in &roots {
+        if number[r] == usize::MAX {
+            number[r] = sizes.len();
+            sizes.push(0);
         }
+        sizes[number[r]] += 1;
+    }
+    let mut ranges = Vec::with_capacity(sizes.len());
+    let mut next = Vec::with_capacity(sizes.len());
+    let mut at = 0;
+    for size in sizes {
+        ranges.push(at..at + size);
+        next.push(at);
+        at += size;
+    }
+    let mut order = vec![0; n];
+    for (i, &r) in roots.iter().enumerate() {
+        let slot = &mut next[number[r]];
+        order[*slot] = i;
+        *slot += 1;
     }
     Grouping { order, ranges }
 }
@@ -215,11 +241,11 @@ impl Grouping {
 }
 
 /// Unions observation `i` with the first one seen with the same `key`.
-fn union_by_key<'a>(
-    seen: &mut HashMap<&'a str, usize>,
-    key: Option<&'a str>,
+fn union_by_key(
+    seen: &mut HashMap<NonZeroU64, usize>,
+    key: Option<NonZeroU64>,
     i: usize,
-    g: &mut Groups<'_>,
+    g: &mut Groups,
 ) {
     let Some(key) = key else { return };
     match seen.entry(key) {
@@ -237,13 +263,13 @@ fn is_retried_status(s: u16) -> bool {
     matches!(s, 408 | 409 | 429) || s >= 500
 }
 
-fn join_twins(obs: &[Observation], g: &mut Groups<'_>) {
+fn join_twins(obs: &[Observation], links: &[Links], g: &mut Groups) {
     // Per group (indexed by its root): its first SDK span and its first
     // instrumentation span.
     const NONE: usize = usize::MAX;
     let mut firsts = vec![(NONE, NONE); obs.len()];
-    for (i, o) in obs.iter().enumerate() {
-        let slot = match o.kind() {
+    for (i, l) in links.iter().enumerate() {
+        let slot = match l.kind {
             EvidenceKind::SdkSpan => 0,
             EvidenceKind::InstrumentationSpan => 1,
             _ => continue,

@@ -23,6 +23,7 @@ use smallvec::SmallVec;
 
 use claudewatch_otlp::{decode, DecodeError, Encoding, ExportRequest, Signal};
 
+use crate::links::{IdKeys, IdKind, Links};
 use crate::{
     extract, records_of_groups_into, AttributeLimits, CallRecord, EnrichConfig, ExtractStats,
     Observation,
@@ -121,46 +122,18 @@ pub struct Sealed {
 struct Waiting {
     arrived_ns: u64,
     origin: Origin,
-    /// Its ids' keys, hashed once at admission and used again at its seal.
-    own: OwnKeys,
-}
-
-/// The keys of an observation's own ids (request, response, span).
-#[derive(Debug, Clone, Copy, Default)]
-struct OwnKeys {
-    request: Option<NonZeroU64>,
-    response: Option<NonZeroU64>,
-    span: Option<NonZeroU64>,
-}
-
-/// A key as stored: a hash of 0 counts as 1, so that an optional key takes
-/// eight bytes (one more colliding value among 2^64 changes nothing).
-fn nonzero(hash: u64) -> NonZeroU64 {
-    NonZeroU64::new(hash).unwrap_or(NonZeroU64::MIN)
-}
-
-/// What kind of id a sealed call left behind (part of the key's hash, so a
-/// request id never matches a response id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum SealedKind {
-    Request,
-    Response,
-    /// A sealed observation's own span.
-    Span,
-    /// A sealed observation's parent span (a late wrapper span has this id).
-    Parent,
 }
 
 /// The ids of recently sealed calls, bounded by age and count.
 ///
-/// Every id is kept as one 64-bit keyed hash (SipHash with this process's
-/// random keys) of its kind and bytes: about 30 bytes per id with the
-/// expiry order, instead of the ids themselves, and a false match (dropping
-/// a call as a late duplicate) would take a 2^-64 collision that a client
-/// cannot aim for.
+/// Every id is kept as its 64-bit key (see [`crate::links`]): about 30 bytes
+/// per id with the expiry order, instead of the ids themselves, and a false
+/// match (dropping a call as a late duplicate) would take a 2^-64 collision
+/// that a client cannot aim for.
 #[derive(Debug, Default)]
 struct SealedIds {
-    hasher: std::collections::hash_map::RandomState,
+    /// The keyed hash of this window's ids (its observations' links too).
+    ids: IdKeys,
     keys: HashSet<NonZeroU64>,
     /// Keys in the order they were added, oldest first.
     order: VecDeque<NonZeroU64>,
@@ -173,82 +146,30 @@ impl SealedIds {
         self.order.is_empty()
     }
 
-    /// The key of an id: its kind's tag byte, then its bytes, hashed in one
-    /// write (a tuple's `Hash` costs a write per part and a length prefix).
-    /// The tag makes kinds distinct; within a kind the bytes are the id.
-    fn text_key(&self, kind: SealedKind, id: &str) -> NonZeroU64 {
-        let mut buf = [0u8; 64];
-        match buf.get_mut(1..=id.len()) {
-            Some(room) => {
-                room.copy_from_slice(id.as_bytes());
-                self.key_of(kind, &mut buf[..=id.len()])
-            }
-            None => {
-                use std::hash::{BuildHasher, Hasher};
-                let mut h = self.hasher.build_hasher();
-                h.write_u8(kind as u8);
-                h.write(id.as_bytes());
-                nonzero(h.finish())
-            }
-        }
-    }
-
-    fn span_key(&self, kind: SealedKind, trace: &[u8; 16], span: &[u8; 8]) -> NonZeroU64 {
-        let mut buf = [0u8; 25];
-        buf[1..17].copy_from_slice(trace);
-        buf[17..].copy_from_slice(span);
-        self.key_of(kind, &mut buf)
-    }
-
-    /// Hashes `tagged` (its first byte set to `kind`'s tag) in one write.
-    fn key_of(&self, kind: SealedKind, tagged: &mut [u8]) -> NonZeroU64 {
-        use std::hash::{BuildHasher, Hasher};
-        tagged[0] = kind as u8;
-        let mut h = self.hasher.build_hasher();
-        h.write(tagged);
-        nonzero(h.finish())
-    }
-
     fn has(&self, key: NonZeroU64) -> bool {
         self.keys.contains(&key)
     }
 
-    /// The keys of `o`'s own ids.
-    fn own_keys(&self, o: &Observation) -> OwnKeys {
-        use SealedKind::{Request, Response, Span};
-        OwnKeys {
-            request: o.request_id.as_deref().map(|r| self.text_key(Request, r)),
-            response: o.response_id.as_deref().map(|r| self.text_key(Response, r)),
-            span: o
-                .trace_id
-                .zip(o.span_id)
-                .map(|(t, s)| self.span_key(Span, &t, &s)),
-        }
-    }
-
-    /// Whether `o` (whose own keys are `own`) shares an id with a sealed call.
-    fn matches(&self, o: &Observation, own: &OwnKeys) -> bool {
-        use SealedKind::{Parent, Span};
+    /// Whether `o` (whose links are `l`) shares an id with a sealed call:
+    /// its request, response or span id; its parent is a sealed span (a late
+    /// HTTP attempt); or its span is a sealed call-level span's parent (a
+    /// late wrapper).
+    fn matches(&self, o: &Observation, l: &Links) -> bool {
         let has = |key: Option<NonZeroU64>| key.is_some_and(|k| self.has(k));
-        has(own.request)
-            || has(own.response)
-            || has(own.span)
-            || o.trace_id.is_some_and(|t| {
-                o.span_id
-                    .is_some_and(|s| self.has(self.span_key(Parent, &t, &s)))
-                    || o.parent_span_id
-                        .is_some_and(|p| self.has(self.span_key(Span, &t, &p)))
-            })
+        has(l.request)
+            || has(l.response)
+            || has(l.span)
+            || has(l.parent)
+            || o.trace_id
+                .zip(o.span_id)
+                .is_some_and(|(t, s)| self.has(self.ids.span(IdKind::Parent, &t, &s)))
     }
 
-    fn remember(&mut self, o: &Observation, own: &OwnKeys, now_ns: u64) {
-        use SealedKind::Parent;
+    fn remember(&mut self, o: &Observation, l: &Links, now_ns: u64) {
         let mut new_keys: SmallVec<[NonZeroU64; 4]> = SmallVec::new();
-        new_keys.extend([own.request, own.response, own.span].into_iter().flatten());
-        if let Some(t) = o.trace_id {
-            if let (Some(p), true) = (o.parent_span_id, o.kind().is_call_level()) {
-                new_keys.push(self.span_key(Parent, &t, &p));
-            }
+        new_keys.extend([l.request, l.response, l.span].into_iter().flatten());
+        if let (Some(t), Some(p), true) = (o.trace_id, o.parent_span_id, l.kind.is_call_level()) {
+            new_keys.push(self.ids.span(IdKind::Parent, &t, &p));
         }
         let mut added = 0;
         for key in new_keys {
@@ -293,7 +214,10 @@ pub struct MergeWindow {
     limits: WindowLimits,
     seq: u64,
     pending: Vec<Observation>,
+    /// Per pending observation: when it arrived and where from.
     waiting: Vec<Waiting>,
+    /// Per pending observation: its links (grouping reads only these).
+    links: Vec<Links>,
     sealed: SealedIds,
     late: Vec<Origin>,
     stats: WindowStats,
@@ -317,6 +241,7 @@ impl MergeWindow {
             seq: 0,
             pending: Vec::new(),
             waiting: Vec::new(),
+            links: Vec::new(),
             sealed: SealedIds::default(),
             late: Vec::new(),
             stats: WindowStats::default(),
@@ -352,6 +277,7 @@ impl MergeWindow {
     pub fn rollback(&mut self, mark: Mark) {
         self.pending.truncate(mark.pending);
         self.waiting.truncate(mark.pending);
+        self.links.truncate(mark.pending);
         self.late.truncate(mark.late);
         self.seq = mark.seq;
         self.stats.late_duplicates = mark.stats_late;
@@ -392,6 +318,7 @@ impl MergeWindow {
             if skip(self.waiting[i].origin) {
                 self.pending.remove(i);
                 self.waiting.remove(i);
+                self.links.remove(i);
             } else {
                 i += 1;
             }
@@ -414,8 +341,8 @@ impl MergeWindow {
         for i in from..self.pending.len() {
             let origin = Origin { entry, ordinal };
             ordinal = ordinal.saturating_add(1);
-            let own = self.sealed.own_keys(&self.pending[i]);
-            if self.is_late(&self.pending[i], &own) {
+            let links = self.sealed.ids.links(&self.pending[i]);
+            if self.is_late(&self.pending[i], &links) {
                 self.stats.late_duplicates += 1;
                 self.late.push(origin);
                 continue;
@@ -426,12 +353,13 @@ impl MergeWindow {
             self.waiting.push(Waiting {
                 arrived_ns: now_ns,
                 origin,
-                own,
             });
+            self.links.push(links);
             keep += 1;
         }
         self.pending.truncate(keep);
         debug_assert_eq!(self.pending.len(), self.waiting.len());
+        debug_assert_eq!(self.pending.len(), self.links.len());
         ordinal
     }
 
@@ -440,8 +368,8 @@ impl MergeWindow {
         self.waiting.first().map(|w| w.arrived_ns)
     }
 
-    fn is_late(&self, o: &Observation, own: &OwnKeys) -> bool {
-        !self.sealed.is_empty() && self.sealed.matches(o, own)
+    fn is_late(&self, o: &Observation, links: &Links) -> bool {
+        !self.sealed.is_empty() && self.sealed.matches(o, links)
     }
 
     /// Seals every call whose newest observation is at least `max_age` old at
@@ -461,7 +389,7 @@ impl MergeWindow {
         if self.pending.is_empty() {
             return;
         }
-        let grouping = crate::merge::group(&self.pending);
+        let grouping = crate::merge::group_linked(&self.pending, &self.links);
         // A full window is brought down to half its cap, so that under a
         // sustained rate the early seals (each a grouping of the whole
         // window) come once per half a window, not once per request.
@@ -504,7 +432,7 @@ impl MergeWindow {
                 consumed[i] = true;
                 out.origins.push(self.waiting[i].origin);
                 self.sealed
-                    .remember(&self.pending[i], &self.waiting[i].own, now_ns);
+                    .remember(&self.pending[i], &self.links[i], now_ns);
             }
         }
         let before = out.records.len();
@@ -525,6 +453,11 @@ impl MergeWindow {
         });
         let mut i = 0;
         self.waiting.retain(|_| {
+            i += 1;
+            !consumed[i - 1]
+        });
+        let mut i = 0;
+        self.links.retain(|_| {
             i += 1;
             !consumed[i - 1]
         });
@@ -559,11 +492,11 @@ mod tests {
 
     impl SealedIds {
         fn matches_call(&self, o: &Observation) -> bool {
-            self.matches(o, &self.own_keys(o))
+            self.matches(o, &self.ids.links(o))
         }
         fn remember_call(&mut self, o: &Observation, now_ns: u64) {
-            let own = self.own_keys(o);
-            self.remember(o, &own, now_ns);
+            let links = self.ids.links(o);
+            self.remember(o, &links, now_ns);
         }
     }
 
