@@ -39,16 +39,26 @@ const MAX_TWIN_CANDIDATES: usize = 64;
 /// for seconds; Claude Code honours retry-after up to about a minute).
 const MAX_RETRY_GAP_NS: u64 = 120_000_000_000;
 
-struct Dsu {
+/// Union-find over observation indices, with per root the ids (as keys) that
+/// must not conflict.
+#[derive(Debug, Default)]
+struct Groups {
     parent: Vec<usize>,
+    request_id: Vec<Option<NonZeroU64>>,
+    response_id: Vec<Option<NonZeroU64>>,
 }
 
-impl Dsu {
-    fn new(n: usize) -> Dsu {
-        Dsu {
-            parent: (0..n).collect(),
-        }
+impl Groups {
+    /// Every observation of `links` in a group of its own.
+    fn reset(&mut self, links: &[Links]) {
+        self.parent.clear();
+        self.parent.extend(0..links.len());
+        self.request_id.clear();
+        self.request_id.extend(links.iter().map(|l| l.request));
+        self.response_id.clear();
+        self.response_id.extend(links.iter().map(|l| l.response));
     }
+
     fn find(&mut self, mut x: usize) -> usize {
         while self.parent[x] != x {
             self.parent[x] = self.parent[self.parent[x]];
@@ -56,26 +66,9 @@ impl Dsu {
         }
         x
     }
-}
-
-/// Groups state: per root, the ids (as keys) that must not conflict.
-struct Groups {
-    dsu: Dsu,
-    request_id: Vec<Option<NonZeroU64>>,
-    response_id: Vec<Option<NonZeroU64>>,
-}
-
-impl Groups {
-    fn new(links: &[Links]) -> Groups {
-        Groups {
-            dsu: Dsu::new(links.len()),
-            request_id: links.iter().map(|l| l.request).collect(),
-            response_id: links.iter().map(|l| l.response).collect(),
-        }
-    }
 
     fn union(&mut self, a: usize, b: usize) -> bool {
-        let (ra, rb) = (self.dsu.find(a), self.dsu.find(b));
+        let (ra, rb) = (self.find(a), self.find(b));
         if ra == rb {
             return true;
         }
@@ -85,14 +78,10 @@ impl Groups {
         {
             return false;
         }
-        self.dsu.parent[rb] = ra;
+        self.parent[rb] = ra;
         self.request_id[ra] = self.request_id[ra].or(self.request_id[rb]);
         self.response_id[ra] = self.response_id[ra].or(self.response_id[rb]);
         true
-    }
-
-    fn find(&mut self, x: usize) -> usize {
-        self.dsu.find(x)
     }
 }
 
@@ -100,120 +89,152 @@ impl Groups {
 pub fn group(obs: &[Observation]) -> Grouping {
     let keys = IdKeys::default();
     let links: Vec<Links> = obs.iter().map(|o| keys.links(o)).collect();
-    group_linked(obs, &links)
+    let mut grouper = Grouper::default();
+    grouper.group(obs, &links);
+    std::mem::take(&mut grouper.grouping)
 }
 
-/// [`group`], given each observation's [`Links`] (`links[i]` of `obs[i]`,
-/// all from one [`IdKeys`]). The id rules read only `links`; the rarer retry
-/// and twin rules read the observations too.
-pub fn group_linked(obs: &[Observation], links: &[Links]) -> Grouping {
-    debug_assert_eq!(obs.len(), links.len());
-    let mut g = Groups::new(links);
+/// Groups observations into calls, keeping its working memory (maps and
+/// vectors the size of the input) from one call to the next: a stream's
+/// window is grouped at every seal, and allocating that memory afresh cost
+/// page faults and rehashing each time.
+#[derive(Debug, Default)]
+pub struct Grouper {
+    groups: Groups,
+    by_request: HashMap<NonZeroU64, usize>,
+    by_response: HashMap<NonZeroU64, usize>,
+    by_span: HashMap<NonZeroU64, usize>,
+    call_children: HashMap<usize, u32>,
+    /// Per root: its first SDK span and its first instrumentation span.
+    twin_firsts: Vec<(usize, usize)>,
+    /// Per observation: its group's root; then per root: its call's number.
+    roots: Vec<usize>,
+    number: Vec<usize>,
+    next: Vec<usize>,
+    grouping: Grouping,
+}
 
-    // 1 and 2: shared ids.
-    // Sized up front: a seal groups a whole window, and rehashing maps of
-    // that size showed in profiles.
-    let n = links.len();
-    let mut by_request: HashMap<NonZeroU64, usize> =
-        HashMap::with_capacity_and_hasher(n, Default::default());
-    let mut by_response: HashMap<NonZeroU64, usize> =
-        HashMap::with_capacity_and_hasher(n / 2, Default::default());
-    for (i, l) in links.iter().enumerate() {
-        union_by_key(&mut by_request, l.request, i, &mut g);
-        union_by_key(&mut by_response, l.response, i, &mut g);
-    }
+impl Grouper {
+    /// [`group`], given each observation's [`Links`] (`links[i]` of `obs[i]`,
+    /// all from one [`IdKeys`]). The id rules read only `links`; the rarer
+    /// retry and twin rules read the observations too.
+    pub fn group(&mut self, obs: &[Observation], links: &[Links]) -> &Grouping {
+        debug_assert_eq!(obs.len(), links.len());
+        let g = &mut self.groups;
+        g.reset(links);
 
-    // 3: parent links within a trace.
-    let mut by_span: HashMap<NonZeroU64, usize> =
-        HashMap::with_capacity_and_hasher(n, Default::default());
-    for (i, l) in links.iter().enumerate() {
-        if let Some(s) = l.span {
-            by_span.entry(s).or_insert(i);
+        // 1 and 2: shared ids.
+        let (by_request, by_response) = (&mut self.by_request, &mut self.by_response);
+        by_request.clear();
+        by_response.clear();
+        for (i, l) in links.iter().enumerate() {
+            union_by_key(by_request, l.request, i, g);
+            union_by_key(by_response, l.response, i, g);
         }
-    }
-    let mut call_children: HashMap<usize, u32> =
-        HashMap::with_capacity_and_hasher(n / 2, Default::default());
-    for l in links {
-        if let (Some(p), true) = (l.parent, l.kind.is_call_level()) {
-            if let Some(&j) = by_span.get(&p) {
-                if links[j].kind.is_call_level() {
-                    *call_children.entry(j).or_default() += 1;
+
+        // 3: parent links within a trace.
+        let by_span = &mut self.by_span;
+        by_span.clear();
+        for (i, l) in links.iter().enumerate() {
+            if let Some(s) = l.span {
+                by_span.entry(s).or_insert(i);
+            }
+        }
+        let call_children = &mut self.call_children;
+        call_children.clear();
+        for l in links {
+            if let (Some(p), true) = (l.parent, l.kind.is_call_level()) {
+                if let Some(&j) = by_span.get(&p) {
+                    if links[j].kind.is_call_level() {
+                        *call_children.entry(j).or_default() += 1;
+                    }
                 }
             }
         }
-    }
-    // Attempts under a parent never seen, per parent in order of first sight.
-    let mut orphan_parents: HashMap<NonZeroU64, usize> = HashMap::default();
-    let mut orphan_attempts: Vec<Vec<usize>> = Vec::new();
-    for (i, l) in links.iter().enumerate() {
-        let Some(p) = l.parent else {
-            continue;
-        };
-        match by_span.get(&p) {
-            Some(&j) if l.kind == EvidenceKind::HttpSpan => {
-                g.union(j, i);
-            }
-            Some(&j) if links[j].kind.is_call_level() && call_children.get(&j) == Some(&1) => {
-                g.union(j, i);
-            }
-            None if l.kind == EvidenceKind::HttpSpan => {
-                let next = orphan_attempts.len();
-                let k = *orphan_parents.entry(p).or_insert(next);
-                if k == next {
-                    orphan_attempts.push(Vec::new());
+        // Attempts under a parent never seen, per parent in order of first sight.
+        let mut orphan_parents: HashMap<NonZeroU64, usize> = HashMap::default();
+        let mut orphan_attempts: Vec<Vec<usize>> = Vec::new();
+        for (i, l) in links.iter().enumerate() {
+            let Some(p) = l.parent else {
+                continue;
+            };
+            match by_span.get(&p) {
+                Some(&j) if l.kind == EvidenceKind::HttpSpan => {
+                    g.union(j, i);
                 }
-                orphan_attempts[k].push(i);
-            }
-            _ => {}
-        }
-    }
-
-    // 4: retry chains of HTTP attempts whose parent was never exported.
-    for attempts in &mut orphan_attempts {
-        attempts.sort_by_key(|&i| (obs[i].start_unix_nano, obs[i].seq));
-        for w in attempts.windows(2) {
-            let (prev, next) = (&obs[w[0]], &obs[w[1]]);
-            // A retry starts after the failed attempt ended, within the SDKs'
-            // backoff horizon, and goes to the same model (when the URL names one).
-            let in_sequence = next.start_unix_nano >= prev.end_unix_nano
-                && next.start_unix_nano - prev.end_unix_nano <= MAX_RETRY_GAP_NS
-                && prev.request_model == next.request_model;
-            if in_sequence && prev.http_status.is_some_and(is_retried_status) {
-                g.union(w[0], w[1]);
+                Some(&j) if links[j].kind.is_call_level() && call_children.get(&j) == Some(&1) => {
+                    g.union(j, i);
+                }
+                None if l.kind == EvidenceKind::HttpSpan => {
+                    let next = orphan_attempts.len();
+                    let k = *orphan_parents.entry(p).or_insert(next);
+                    if k == next {
+                        orphan_attempts.push(Vec::new());
+                    }
+                    orphan_attempts[k].push(i);
+                }
+                _ => {}
             }
         }
-    }
 
-    // 5: unlinked twins.
-    join_twins(obs, links, &mut g);
-
-    // Each call's members as one contiguous run, calls in order of their
-    // first member, members in arrival order: a counting placement, no sort.
-    let roots: Vec<usize> = (0..n).map(|i| g.find(i)).collect();
-    let mut number = vec![usize::MAX; n];
-    let mut sizes: Vec<usize> = Vec::new();
-    for &r in &roots {
-        if number[r] == usize::MAX {
-            number[r] = sizes.len();
-            sizes.push(0);
+        // 4: retry chains of HTTP attempts whose parent was never exported.
+        for attempts in &mut orphan_attempts {
+            attempts.sort_by_key(|&i| (obs[i].start_unix_nano, obs[i].seq));
+            for w in attempts.windows(2) {
+                let (prev, next) = (&obs[w[0]], &obs[w[1]]);
+                // A retry starts after the failed attempt ended, within the SDKs'
+                // backoff horizon, and goes to the same model (when the URL names one).
+                let in_sequence = next.start_unix_nano >= prev.end_unix_nano
+                    && next.start_unix_nano - prev.end_unix_nano <= MAX_RETRY_GAP_NS
+                    && prev.request_model == next.request_model;
+                if in_sequence && prev.http_status.is_some_and(is_retried_status) {
+                    g.union(w[0], w[1]);
+                }
+            }
         }
-        sizes[number[r]] += 1;
+
+        // 5: unlinked twins.
+        join_twins(obs, links, g, &mut self.twin_firsts);
+
+        self.place();
+        &self.grouping
     }
-    let mut ranges = Vec::with_capacity(sizes.len());
-    let mut next = Vec::with_capacity(sizes.len());
-    let mut at = 0;
-    for size in sizes {
-        ranges.push(at..at + size);
-        next.push(at);
-        at += size;
+
+    /// Each call's members as one contiguous run, calls in order of their
+    /// first member, members in arrival order: a counting placement, no sort.
+    fn place(&mut self) {
+        let n = self.groups.parent.len();
+        let g = &mut self.groups;
+        self.roots.clear();
+        self.roots.extend((0..n).map(|i| g.find(i)));
+        self.number.clear();
+        self.number.resize(n, usize::MAX);
+        // `next` counts each call's members first, then is its next free slot.
+        self.next.clear();
+        for &r in &self.roots {
+            if self.number[r] == usize::MAX {
+                self.number[r] = self.next.len();
+                self.next.push(0);
+            }
+            self.next[self.number[r]] += 1;
+        }
+        let Grouping { order, ranges } = &mut self.grouping;
+        ranges.clear();
+        let mut at = 0;
+        for slot in &mut self.next {
+            let size = *slot;
+            ranges.push(at..at + size);
+            *slot = at;
+            at += size;
+        }
+        order.clear();
+        order.resize(n, 0);
+        for (i, &r) in self.roots.iter().enumerate() {
+            let slot = &mut self.next[self.number[r]];
+            order[*slot] = i;
+            *slot += 1;
+        }
     }
-    let mut order = vec![0; n];
-    for (i, &r) in roots.iter().enumerate() {
-        let slot = &mut next[number[r]];
-        order[*slot] = i;
-        *slot += 1;
-    }
-    Grouping { order, ranges }
 }
 
 /// Observations partitioned into calls, in order of each call's first arrival.
@@ -263,11 +284,17 @@ fn is_retried_status(s: u16) -> bool {
     matches!(s, 408 | 409 | 429) || s >= 500
 }
 
-fn join_twins(obs: &[Observation], links: &[Links], g: &mut Groups) {
+fn join_twins(
+    obs: &[Observation],
+    links: &[Links],
+    g: &mut Groups,
+    firsts: &mut Vec<(usize, usize)>,
+) {
     // Per group (indexed by its root): its first SDK span and its first
     // instrumentation span.
     const NONE: usize = usize::MAX;
-    let mut firsts = vec![(NONE, NONE); obs.len()];
+    firsts.clear();
+    firsts.resize(obs.len(), (NONE, NONE));
     for (i, l) in links.iter().enumerate() {
         let slot = match l.kind {
             EvidenceKind::SdkSpan => 0,
@@ -282,7 +309,7 @@ fn join_twins(obs: &[Observation], links: &[Links], g: &mut Groups) {
     }
     let mut sdk_only: Vec<usize> = Vec::new();
     let mut instr_only: Vec<usize> = Vec::new();
-    for &(sdk, instr) in &firsts {
+    for &(sdk, instr) in firsts.iter() {
         match (sdk, instr) {
             (i, NONE) if i != NONE => sdk_only.push(i),
             (NONE, i) if i != NONE => instr_only.push(i),
@@ -617,6 +644,57 @@ mod tests {
             assert_eq!(attributes.get(&format!("k{i:02}")), Some("second"), "k{i}");
         }
         assert!((4..8).all(|i| !attributes.contains_key(&format!("k{i:02}"))));
+    }
+
+    fn members(g: &Grouping) -> Vec<Vec<usize>> {
+        g.iter().map(<[usize]>::to_vec).collect()
+    }
+
+    #[test]
+    fn a_reused_grouper_forgets_the_previous_input() {
+        // A larger input first: twins, a parent with its HTTP attempt, shared ids.
+        let mut big = Vec::new();
+        for i in 0..50u64 {
+            let t0 = 1_000_000_000_000 + i * 1_000_000;
+            big.push(span(
+                EvidenceKind::InstrumentationSpan,
+                u128::from(i) * 2 + 1,
+                t0,
+                t0 + 50,
+            ));
+            big.push(span(
+                EvidenceKind::SdkSpan,
+                u128::from(i) * 2 + 2,
+                t0 + 2,
+                t0 + 40,
+            ));
+            let mut attempt = span(
+                EvidenceKind::HttpSpan,
+                u128::from(i) * 2 + 2,
+                t0 + 3,
+                t0 + 30,
+            );
+            attempt.span_id = Some([9; 8]);
+            attempt.parent_span_id = big.last().and_then(|o| o.span_id);
+            attempt.request_id = Some(format!("req_{}", i % 7).into());
+            big.push(attempt);
+        }
+        // Then a smaller one whose indices the first one's state would mislead.
+        let mut small: Vec<Observation> = big[..40].to_vec();
+        small.reverse();
+        for o in &mut small {
+            o.request_id = None;
+        }
+        let keys = IdKeys::default();
+        let links = |obs: &[Observation]| obs.iter().map(|o| keys.links(o)).collect::<Vec<_>>();
+        let mut grouper = Grouper::default();
+        let first = members(grouper.group(&big, &links(&big)));
+        assert_eq!(first, members(&group(&big)));
+        assert!(first.len() < big.len(), "the big input merged something");
+        let second = members(grouper.group(&small, &links(&small)));
+        assert_eq!(second, members(&group(&small)));
+        assert_eq!(second.iter().map(Vec::len).sum::<usize>(), small.len());
+        assert!(second.iter().flatten().all(|&i| i < small.len()));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use smallvec::SmallVec;
 use claudewatch_otlp::{decode, DecodeError, Encoding, ExportRequest, Signal};
 
 use crate::links::{IdKeys, IdKind, Links};
+use crate::merge::Grouper;
 use crate::{
     extract, records_of_groups_into, AttributeLimits, CallRecord, EnrichConfig, ExtractStats,
     Observation,
@@ -218,6 +219,8 @@ pub struct MergeWindow {
     waiting: Vec<Waiting>,
     /// Per pending observation: its links (grouping reads only these).
     links: Vec<Links>,
+    /// Groups the window at each seal, its working memory kept between seals.
+    grouper: Grouper,
     sealed: SealedIds,
     late: Vec<Origin>,
     stats: WindowStats,
@@ -242,6 +245,7 @@ impl MergeWindow {
             pending: Vec::new(),
             waiting: Vec::new(),
             links: Vec::new(),
+            grouper: Grouper::default(),
             sealed: SealedIds::default(),
             late: Vec::new(),
             stats: WindowStats::default(),
@@ -389,7 +393,7 @@ impl MergeWindow {
         if self.pending.is_empty() {
             return;
         }
-        let grouping = crate::merge::group_linked(&self.pending, &self.links);
+        let grouping = self.grouper.group(&self.pending, &self.links);
         // A full window is brought down to half its cap, so that under a
         // sustained rate the early seals (each a grouping of the whole
         // window) come once per half a window, not once per request.
