@@ -1,9 +1,12 @@
-//! The ingest thread: takes queued requests in batches, extracts them,
-//! spools them (one fsync per batch), answers, and hands the extracted
-//! observations to the worker thread (merge windows, sealing, storing).
+//! The ingest stage, two threads in a row: `ingest` takes queued requests
+//! in batches and extracts them; `spool` appends each batch to the spool (one
+//! fsync), answers, and hands the extracted observations to the worker thread
+//! (merge windows, sealing, storing). While one batch's fsync waits for the
+//! disk, the next batch is extracted: on a busy core, the disk's latency no
+//! longer leaves the CPU idle.
 //!
 //! Answers never wait for a seal or a sink write: those run on the worker
-//! thread. What this thread passes on stays counted in the memory limit
+//! thread. What this stage passes on stays counted in the memory limit
 //! (`max_queued_bytes`) until the worker took it, so when the worker falls
 //! behind, receivers answer 503 rather than memory growing.
 
@@ -39,13 +42,28 @@ pub(super) struct Admitted {
     pub extracted: Extracted,
 }
 
-/// The ingest side of the pipeline (see the module documentation).
+/// The extracting thread (see the module documentation).
 pub(super) struct Ingest {
     rx: Receiver<Job>,
-    spool: Arc<Mutex<Spool>>,
     limits: AttributeLimits,
     shared: Arc<Shared>,
+    to_spool: SyncSender<Extraction>,
+}
+
+/// The spooling thread (see the module documentation).
+pub(super) struct Spooler {
+    rx: Receiver<Extraction>,
+    spool: Arc<Mutex<Spool>>,
+    shared: Arc<Shared>,
     to_worker: SyncSender<AdmittedBatch>,
+}
+
+/// A batch of requests, extracted, on its way to the spool.
+pub(super) struct Extraction {
+    jobs: Vec<Job>,
+    /// Per job: its answer if the spool takes it, and what it holds about
+    /// Claude calls (`None`: nothing to spool, or undecodable).
+    verdicts: Vec<(Verdict, Option<Extracted>)>,
 }
 
 /// A signal's code in the spool's entries.
@@ -101,21 +119,19 @@ pub(super) fn lock(spool: &Mutex<Spool>) -> MutexGuard<'_, Spool> {
 impl Ingest {
     pub(super) fn new(
         rx: Receiver<Job>,
-        spool: Arc<Mutex<Spool>>,
         limits: AttributeLimits,
         shared: Arc<Shared>,
-        to_worker: SyncSender<AdmittedBatch>,
+        to_spool: SyncSender<Extraction>,
     ) -> Ingest {
         Ingest {
             rx,
-            spool,
             limits,
             shared,
-            to_worker,
+            to_spool,
         }
     }
 
-    /// Runs until every receiver is gone; then the worker drains.
+    /// Runs until every receiver is gone; then the spooler and the worker drain.
     pub(super) fn run(self) {
         while let Ok(first) = self.rx.recv() {
             let mut jobs = vec![first];
@@ -125,53 +141,101 @@ impl Ingest {
                     Err(_) => break,
                 }
             }
-            self.accept(jobs);
+            let extraction = self.extract(jobs);
+            if let Err(lost) = self.to_spool.send(extraction) {
+                // Only when the spool thread died: nothing of this batch is spooled.
+                tracing::error!("the spool thread is gone: requests are refused");
+                let retry_after_secs = self.shared.settings.retry_after_secs.max(1);
+                for job in lost.0.jobs {
+                    self.shared
+                        .queued_bytes
+                        .fetch_sub(job.submission.body.len(), Ordering::AcqRel);
+                    let _ = job.reply.send(Err(Refusal::Unavailable {
+                        retry_after_secs,
+                        reason: "the spool thread stopped".into(),
+                    }));
+                }
+            }
         }
     }
 
-    /// Extracts, spools (one fsync) and answers a batch of requests, then
+    /// Extracts a batch of requests and decides each one's answer.
+    fn extract(&self, jobs: Vec<Job>) -> Extraction {
+        self.shared.metrics.queue_depth.dec_by(jobs.len() as i64);
+        let verdicts = jobs
+            .iter()
+            .map(|job| {
+                let s = &job.submission;
+                match extract_request(s.signal, s.encoding, &s.body, &self.limits) {
+                    Err(e) => (Verdict::Invalid(e.to_string()), None),
+                    Ok(extracted) => {
+                        let verdict = accepted(&self.shared, s.signal, &extracted.stats);
+                        // Requests with nothing about a Claude call need no spooling.
+                        (verdict, (!extracted.is_empty()).then_some(extracted))
+                    }
+                }
+            })
+            .collect();
+        Extraction { jobs, verdicts }
+    }
+}
+
+impl Spooler {
+    pub(super) fn new(
+        rx: Receiver<Extraction>,
+        spool: Arc<Mutex<Spool>>,
+        shared: Arc<Shared>,
+        to_worker: SyncSender<AdmittedBatch>,
+    ) -> Spooler {
+        Spooler {
+            rx,
+            spool,
+            shared,
+            to_worker,
+        }
+    }
+
+    /// Runs until the extracting thread is gone; then the worker drains.
+    pub(super) fn run(self) {
+        while let Ok(extraction) = self.rx.recv() {
+            self.accept(extraction);
+        }
+    }
+
+    /// Spools (one fsync) and answers a batch of extracted requests, then
     /// passes what was spooled to the worker.
-    fn accept(&self, jobs: Vec<Job>) {
+    fn accept(&self, extraction: Extraction) {
         let metrics = &self.shared.metrics;
-        metrics.queue_depth.dec_by(jobs.len() as i64);
         let arrived = unix_now_ns();
+        let Extraction { jobs, verdicts } = extraction;
         // This thread is the only one appending: the numbers stay free.
         let first_seq = lock(&self.spool).next_seq();
-        let mut verdicts = Vec::with_capacity(jobs.len());
         let mut entries = Vec::new();
         let mut admitted = Vec::new();
         let mut admitted_bytes = 0;
         let mut passed_on = vec![false; jobs.len()];
-        for (k, job) in jobs.iter().enumerate() {
+        let mut answers = Vec::with_capacity(jobs.len());
+        for (k, (job, (verdict, extracted))) in jobs.iter().zip(verdicts).enumerate() {
             let s = &job.submission;
-            verdicts.push(
-                match extract_request(s.signal, s.encoding, &s.body, &self.limits) {
-                    Err(e) => Verdict::Invalid(e.to_string()),
-                    Ok(extracted) => {
-                        let verdict = self.accepted(s.signal, &extracted.stats);
-                        // Requests with nothing about a Claude call need no spooling.
-                        if !extracted.is_empty() {
-                            let seq = first_seq + entries.len() as u64;
-                            entries.push(Entry {
-                                seq,
-                                signal: signal_code(s.signal),
-                                encoding: encoding_code(s.encoding),
-                                tenant: s.tenant.clone(),
-                                arrived_unix_ns: arrived,
-                                body: s.body.clone(),
-                            });
-                            admitted.push(Admitted {
-                                seq,
-                                tenant: s.tenant.clone(),
-                                extracted,
-                            });
-                            admitted_bytes += s.body.len();
-                            passed_on[k] = true;
-                        }
-                        verdict
-                    }
-                },
-            );
+            if let Some(extracted) = extracted {
+                let seq = first_seq + entries.len() as u64;
+                entries.push(Entry {
+                    seq,
+                    signal: signal_code(s.signal),
+                    encoding: encoding_code(s.encoding),
+                    tenant: s.tenant.clone(),
+                    arrived_unix_ns: arrived,
+                    body: s.body.clone(),
+                });
+                admitted.push(Admitted {
+                    seq,
+                    tenant: s.tenant.clone(),
+                    extracted,
+                });
+                admitted_bytes += s.body.len();
+                passed_on[k] = true;
+            }
+            answers.push(verdict);
         }
         let spooled = {
             let started = std::time::Instant::now();
@@ -204,7 +268,7 @@ impl Ingest {
                 })
             }
         };
-        for ((job, verdict), passed_on) in jobs.into_iter().zip(verdicts).zip(passed_on) {
+        for ((job, verdict), passed_on) in jobs.into_iter().zip(answers).zip(passed_on) {
             // What goes on to the worker stays counted until the worker took it.
             if !passed_on {
                 self.shared
@@ -232,36 +296,36 @@ impl Ingest {
             );
         }
     }
+}
 
-    /// Counts an accepted request's items and rejections; its answer.
-    fn accepted(&self, signal: Signal, stats: &ExtractStats) -> Verdict {
-        let metrics = &self.shared.metrics;
-        let items = stats.spans + stats.log_records + stats.metric_points;
-        let rejected = stats.rejected_total();
-        metrics.dropped_attributes.inc_by(stats.dropped_attributes);
-        metrics.truncated_values.inc_by(stats.truncated_values);
-        metrics
-            .items
-            .get_or_create(&SignalLabels {
-                signal: signal.as_str().into(),
-            })
-            .inc_by(items);
-        let mut reasons = Vec::new();
-        for (reason, &n) in &stats.rejected {
-            if n > 0 {
-                metrics
-                    .rejected_items
-                    .get_or_create(&ReasonLabels {
-                        reason: (*reason).into(),
-                    })
-                    .inc_by(n);
-                reasons.push(format!("{n} {reason}"));
-            }
+/// Counts an accepted request's items and rejections; its answer.
+fn accepted(shared: &Shared, signal: Signal, stats: &ExtractStats) -> Verdict {
+    let metrics = &shared.metrics;
+    let items = stats.spans + stats.log_records + stats.metric_points;
+    let rejected = stats.rejected_total();
+    metrics.dropped_attributes.inc_by(stats.dropped_attributes);
+    metrics.truncated_values.inc_by(stats.truncated_values);
+    metrics
+        .items
+        .get_or_create(&SignalLabels {
+            signal: signal.as_str().into(),
+        })
+        .inc_by(items);
+    let mut reasons = Vec::new();
+    for (reason, &n) in &stats.rejected {
+        if n > 0 {
+            metrics
+                .rejected_items
+                .get_or_create(&ReasonLabels {
+                    reason: (*reason).into(),
+                })
+                .inc_by(n);
+            reasons.push(format!("{n} {reason}"));
         }
-        Verdict::Accepted {
-            items,
-            rejected,
-            message: reasons.join(", "),
-        }
+    }
+    Verdict::Accepted {
+        items,
+        rejected,
+        message: reasons.join(", "),
     }
 }

@@ -9,7 +9,8 @@
 //! spool replays what the checkpoint does not cover, so every acknowledged
 //! call is stored, and stored once.
 //!
-//! Two threads: `ingest` extracts, spools and answers; `worker` merges,
+//! Three threads: `ingest` extracts; `spool` spools and answers (the next
+//! batch is extracted during this one's fsync); `worker` merges,
 //! seals, stores and checkpoints, so an answer never waits for a seal or a
 //! sink write. A request's bytes count against the memory limit from its
 //! admission until the worker took its observations.
@@ -157,18 +158,24 @@ pub fn start(
         admission_waiters: AtomicUsize::new(0),
     });
     let spool = Arc::new(Mutex::new(spool));
-    let (to_worker, from_ingest) =
-        mpsc::sync_channel(shared.settings.worker_backlog_batches.max(1));
+    let (to_worker, from_spool) = mpsc::sync_channel(shared.settings.worker_backlog_batches.max(1));
     let limits = enrich.attribute_limits;
-    let mut worker = worker::Worker::new(from_ingest, sink, spool.clone(), enrich, shared.clone());
+    let mut worker = worker::Worker::new(from_spool, sink, spool.clone(), enrich, shared.clone());
     worker.replay().context("replaying the spool")?;
-    let ingest = ingest::Ingest::new(rx, spool, limits, shared.clone(), to_worker);
+    // One extracted batch waits for the spool while the next is extracted.
+    let (to_spool, from_ingest) = mpsc::sync_channel(1);
+    let spooler = ingest::Spooler::new(from_ingest, spool, shared.clone(), to_worker);
+    std::thread::Builder::new()
+        .name("claudewatch-spool".into())
+        .spawn(move || spooler.run())
+        .context("starting the spool thread")?;
+    let ingest = ingest::Ingest::new(rx, limits, shared.clone(), to_spool);
     std::thread::Builder::new()
         .name("claudewatch-ingest".into())
         .spawn(move || ingest.run())
         .context("starting the ingest thread")?;
-    // The worker ends once the ingest thread ended (its channel closed) and
-    // it drained: joining it is joining the pipeline.
+    // The worker ends once the ingest and spool threads ended (their channels
+    // closed) and it drained: joining it is joining the pipeline.
     let handle = std::thread::Builder::new()
         .name("claudewatch-enrich".into())
         .spawn(move || {

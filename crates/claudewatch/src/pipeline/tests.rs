@@ -191,11 +191,13 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
         assert!(waited < 1000, "A never reached the sink");
     }
     // Answers go on while the worker is held, until what waits for it reaches
-    // a limit: its channel (then the ingest thread waits, a request B stays in
+    // a limit: its channel (then the spool thread waits, the ingest thread
+    // holds an extracted batch or two, unanswered, and a request B stays in
     // the queue and takes its only slot), or the memory limit (the bytes of
     // the requests passed on count until the worker takes them).
     let mut n = 1;
     let mut b = None;
+    let mut held = Vec::new();
     let c = loop {
         assert!(n < 100, "nothing pushed back while the worker is held");
         let p = pipeline.clone();
@@ -203,18 +205,32 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
         let mut waited = 0;
         let stuck = loop {
             if job.is_finished() {
-                break false;
+                break Some(false);
             }
             if pipeline.shared.metrics.queue_depth.get() >= 1 && waited >= 40 {
-                break true;
+                break Some(true);
+            }
+            if waited >= 200 {
+                break None; // taken from the queue, waiting between the stages
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
             waited += 1;
-            assert!(waited < 1000, "request {n} neither answered nor queued");
         };
-        if stuck {
-            b = Some(job);
-            break n + 1;
+        match stuck {
+            Some(true) => {
+                b = Some(job);
+                break n + 1;
+            }
+            None => {
+                assert!(
+                    held.len() < 2,
+                    "more than two batches held between the stages"
+                );
+                held.push(job);
+                n += 1;
+                continue;
+            }
+            Some(false) => {}
         }
         match job.await.unwrap() {
             Err(Refusal::Busy { .. }) => break n,
@@ -239,8 +255,8 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
             std::thread::sleep(Duration::from_millis(1));
         }
     });
-    if let Some(b) = b {
-        assert!(accepted(&b.await.unwrap()));
+    for job in held.into_iter().chain(b) {
+        assert!(accepted(&job.await.unwrap()));
     }
     // C's retry succeeds once the worker took what held the limit.
     let mut retries = 0;
