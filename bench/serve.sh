@@ -43,6 +43,10 @@ stop_serve() {
 
 kib() { awk -v k="$1" '/^'"$1"':/ { print $2 }' "/proc/$SERVE/status"; }
 
+# serve's CPU time so far, in clock ticks (user + system, all threads).
+ticks() { awk '{ print $14 + $15 }' "/proc/$SERVE/stat"; }
+HZ=$(getconf CLK_TCK)
+
 json() { # file key -> value (top-level or latency_ms.key)
   python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); k=sys.argv[2]; print(d["latency_ms"][k[8:]] if k.startswith("latency.") else d[k])' "$1" "$2"
 }
@@ -51,8 +55,10 @@ run_case() { # name, loadgen args...
   name=$1; shift
   start_serve
   idle=$(kib VmRSS)
+  t0=$(ticks)
   taskset -c 1 "$BIN" loadgen --quiet --duration "${SECS}s" --summary-json "$OUT/$name.json" "$@" \
     2>"$OUT/$name.loadgen.log" || true
+  t1=$(ticks)
   # The merge window (2 s) seals the last calls and the worker works off
   # its backlog: wait (at most 60 s) until every acknowledged call is written.
   acked=$(json "$OUT/$name.json" calls_acked)
@@ -65,16 +71,25 @@ run_case() { # name, loadgen args...
   peak=$(kib VmHWM)
   stop_serve
   verdict="ok"; [ "$written" = "$acked" ] || verdict="MISMATCH"
-  say "$(printf '%-26s %9.0f spans/s  p50 %6.1f ms  p99 %7.1f ms  idle RSS %4d MiB  peak RSS %4d MiB  calls acked %s written %s %s (all written %d.%d s after the load)' \
+  # serve's CPU during the load: how busy its core was, and its cost per span
+  # (steadier than the rate on a shared machine).
+  cpu=$(python3 -c 'import sys; t,hz,s,n=map(float,sys.argv[1:]); print("cpu %3.0f%%  %4.2f us/span" % (100*t/hz/s, 1e6*t/hz/max(n,1)))' \
+    $((t1 - t0)) "$HZ" "$(json "$OUT/$name.json" elapsed_s)" "$(json "$OUT/$name.json" spans_acked)")
+  say "$(printf '%-26s %9.0f spans/s  p50 %6.1f ms  p99 %7.1f ms  %s  idle RSS %4d MiB  peak RSS %4d MiB  calls acked %s written %s %s (all written %d.%d s after the load)' \
     "$name" "$(json "$OUT/$name.json" rate_spans_per_s)" "$(json "$OUT/$name.json" latency.p50)" \
-    "$(json "$OUT/$name.json" latency.p99)" $((idle / 1024)) $((peak / 1024)) "$acked" "$written" "$verdict" $((waited / 10)) $((waited % 10)))"
+    "$(json "$OUT/$name.json" latency.p99)" "$cpu" $((idle / 1024)) $((peak / 1024)) "$acked" "$written" "$verdict" $((waited / 10)) $((waited % 10)))"
 }
 
-say "serve benchmark: serve on core 0, loadgen on core 1, ${SECS}s per case, $(date -u +%FT%TZ)"
-run_case http-protobuf --protocol http/protobuf --endpoint "http://$HTTP" --concurrency 16
-run_case grpc --protocol grpc --endpoint "http://$GRPC" --concurrency 16
-run_case http-protobuf-gzip --protocol http/protobuf --gzip --endpoint "http://$HTTP" --concurrency 16
-run_case grpc-gzip --protocol grpc --gzip --endpoint "http://$GRPC" --concurrency 16
+say "serve benchmark: serve on core 0, loadgen on core 1, ${SECS}s per case, full speed with ${BENCH_CONCURRENCY:-32} exporters, $(date -u +%FT%TZ)"
+# Full speed: enough exporters to keep serve's core busy. Each exporter sends
+# its next request only after the answer to its last one and after the
+# generator built (and gzipped) it, so with 16 of them serve's core idled
+# 8-15 % of the time (most with gzip); BENCH_CONCURRENCY overrides.
+CONC=${BENCH_CONCURRENCY:-32}
+run_case http-protobuf --protocol http/protobuf --endpoint "http://$HTTP" --concurrency "$CONC"
+run_case grpc --protocol grpc --endpoint "http://$GRPC" --concurrency "$CONC"
+run_case http-protobuf-gzip --protocol http/protobuf --gzip --endpoint "http://$HTTP" --concurrency "$CONC"
+run_case grpc-gzip --protocol grpc --gzip --endpoint "http://$GRPC" --concurrency "$CONC"
 run_case http-protobuf-50k --protocol http/protobuf --endpoint "http://$HTTP" --rate 50000 --concurrency 16
 run_case grpc-50k --protocol grpc --endpoint "http://$GRPC" --rate 50000 --concurrency 16
 

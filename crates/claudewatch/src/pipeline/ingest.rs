@@ -1,9 +1,10 @@
 //! The ingest stage, two threads in a row: `ingest` takes queued requests
 //! in batches and extracts them; `spool` appends each batch to the spool (one
 //! fsync), answers, and hands the extracted observations to the worker thread
-//! (merge windows, sealing, storing). While one batch's fsync waits for the
-//! disk, the next batch is extracted: on a busy core, the disk's latency no
-//! longer leaves the CPU idle.
+//! (merge windows, sealing, storing). While one append's fsync waits for the
+//! disk, the next batches are extracted, then spooled together: on a busy
+//! core, the disk's latency no longer leaves the CPU idle (at 190,000 spans/s
+//! the spool thread waits on fsync more than half of the time).
 //!
 //! Answers never wait for a seal or a sink write: those run on the worker
 //! thread. What this stage passes on stays counted in the memory limit
@@ -196,9 +197,15 @@ impl Spooler {
     }
 
     /// Runs until the extracting thread is gone; then the worker drains.
+    /// Whatever was extracted during the last fsync goes to the spool
+    /// together (one append, one fsync): the disk's pace sets the group size.
     pub(super) fn run(self) {
-        while let Ok(extraction) = self.rx.recv() {
-            self.accept(extraction);
+        while let Ok(mut group) = self.rx.recv() {
+            while let Ok(more) = self.rx.try_recv() {
+                group.jobs.extend(more.jobs);
+                group.verdicts.extend(more.verdicts);
+            }
+            self.accept(group);
         }
     }
 

@@ -46,6 +46,10 @@ use crate::metrics::Metrics;
 /// holds the worker for a few hundred milliseconds at full load).
 pub const WORKER_BACKLOG_BATCHES: usize = 1024;
 
+/// Extracted batches that may wait for the spool thread (each up to
+/// `max_batch_requests` requests): extraction runs ahead during an fsync.
+const EXTRACTED_BATCHES: usize = 4;
+
 /// Settings of the pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -162,8 +166,9 @@ pub fn start(
     let limits = enrich.attribute_limits;
     let mut worker = worker::Worker::new(from_spool, sink, spool.clone(), enrich, shared.clone());
     worker.replay().context("replaying the spool")?;
-    // One extracted batch waits for the spool while the next is extracted.
-    let (to_spool, from_ingest) = mpsc::sync_channel(1);
+    // Batches extracted while the spool waits for the disk queue up (their
+    // bytes stay in the memory limit) and are spooled together.
+    let (to_spool, from_ingest) = mpsc::sync_channel(EXTRACTED_BATCHES);
     let spooler = ingest::Spooler::new(from_ingest, spool, shared.clone(), to_worker);
     std::thread::Builder::new()
         .name("claudewatch-spool".into())

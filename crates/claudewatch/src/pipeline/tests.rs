@@ -191,8 +191,9 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
         assert!(waited < 1000, "A never reached the sink");
     }
     // Answers go on while the worker is held, until what waits for it reaches
-    // a limit: its channel (then the spool thread waits, the ingest thread
-    // holds an extracted batch or two, unanswered, and a request B stays in
+    // a limit: its channel (then the spool thread waits, extracted batches
+    // wait for it, unanswered, up to their channel's capacity and the one the
+    // ingest thread holds, and a request B stays in
     // the queue and takes its only slot), or the memory limit (the bytes of
     // the requests passed on count until the worker takes them).
     let mut n = 1;
@@ -210,7 +211,7 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
             if pipeline.shared.metrics.queue_depth.get() >= 1 && waited >= 40 {
                 break Some(true);
             }
-            if waited >= 200 {
+            if waited >= 100 {
                 break None; // taken from the queue, waiting between the stages
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -223,8 +224,8 @@ async fn push_back_then_success(max_queued_bytes: usize, expected: &str) {
             }
             None => {
                 assert!(
-                    held.len() < 2,
-                    "more than two batches held between the stages"
+                    held.len() <= super::EXTRACTED_BATCHES,
+                    "more batches held between the stages than their channel and the ingest thread hold"
                 );
                 held.push(job);
                 n += 1;
