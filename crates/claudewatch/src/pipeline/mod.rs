@@ -9,17 +9,19 @@
 //! spool replays what the checkpoint does not cover, so every acknowledged
 //! call is stored, and stored once.
 //!
-//! Three threads: `ingest` extracts; `spool` spools and answers (the next
-//! batch is extracted during this one's fsync); `worker` merges,
-//! seals, stores and checkpoints, so an answer never waits for a seal or a
-//! sink write. A request's bytes count against the memory limit from its
-//! admission until the worker took its observations.
+//! Four threads: `ingest` extracts; `spool` spools and answers (the next
+//! batches are extracted during this one's fsync); `worker` merges, seals and
+//! stores, so an answer never waits for a seal or a sink write; `checkpoint`
+//! makes the worker's checkpoints durable, so the worker never waits on the
+//! disk. A request's bytes count against the memory limit from its admission
+//! until the worker took its observations.
 //!
 //! Backpressure, all answered with a retryable refusal: the queue is full
 //! (requests), the queued bodies exceed the memory limit (bytes: in the queue
 //! or waiting for the worker), the spool is full, or the sink is behind
 //! (records sealed but not stored).
 
+mod checkpointer;
 mod ingest;
 mod progress;
 #[cfg(test)]
@@ -164,7 +166,8 @@ pub fn start(
     let spool = Arc::new(Mutex::new(spool));
     let (to_worker, from_spool) = mpsc::sync_channel(shared.settings.worker_backlog_batches.max(1));
     let limits = enrich.attribute_limits;
-    let mut worker = worker::Worker::new(from_spool, sink, spool.clone(), enrich, shared.clone());
+    let mut worker = worker::Worker::new(from_spool, sink, spool.clone(), enrich, shared.clone())
+        .context("starting the checkpoint thread")?;
     worker.replay().context("replaying the spool")?;
     // Batches extracted while the spool waits for the disk queue up (their
     // bytes stay in the memory limit) and are spooled together.

@@ -1,17 +1,19 @@
-//! The worker thread: puts what the ingest thread spooled into the merge
-//! windows, seals aged calls into records, stores them and moves the spool's
-//! checkpoint; replays the spool at start and drains at shutdown.
+//! The worker thread: puts what the spool thread spooled into the merge
+//! windows, seals aged calls into records, stores them and has the spool's
+//! checkpoint moved (by the checkpoint thread); replays the spool at start
+//! and drains at shutdown.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use claudewatch_enrich::{extract_request, EnrichConfig, MergeWindow, Sealed, WindowStats};
 use claudewatch_sink::Sink;
-use claudewatch_spool::{Checkpoint, Spool, SpoolError};
+use claudewatch_spool::{Spool, SpoolError};
 
+use super::checkpointer::{self, Checkpointer, CommitDone, CommitRequest};
 use super::ingest::{encoding_of, lock, signal_of, AdmittedBatch};
 use super::progress::Progress;
 use super::Shared;
@@ -22,6 +24,8 @@ const MAX_SINK_BACKOFF: Duration = Duration::from_secs(5);
 const ADMIT_BURST: usize = 64;
 /// Longest sleep of the loop while idle.
 const IDLE_TICK: Duration = Duration::from_millis(250);
+/// Longest sleep of the loop while a checkpoint is being committed.
+const COMMIT_POLL: Duration = Duration::from_millis(2);
 
 pub(super) struct Worker {
     rx: Receiver<AdmittedBatch>,
@@ -40,6 +44,12 @@ pub(super) struct Worker {
     unstored: Vec<Sealed>,
     /// The emptied vectors of the last stored batch, filled by the next seal.
     spare: Sealed,
+    /// Checkpoints go to the checkpoint thread, one at a time.
+    to_checkpointer: SyncSender<CommitRequest>,
+    commits_done: Receiver<CommitDone>,
+    commit_in_flight: bool,
+    /// The newest checkpoint requested while one was in flight.
+    next_commit: Option<CommitRequest>,
     /// When the sink failed last, the next attempt and the current backoff.
     sink_retry: Option<(Instant, Duration)>,
     /// Earliest next seal (seals are spaced by half a window age).
@@ -55,12 +65,24 @@ impl Worker {
         spool: Arc<Mutex<Spool>>,
         enrich: EnrichConfig,
         shared: Arc<Shared>,
-    ) -> Worker {
+    ) -> std::io::Result<Worker> {
         let (admitted_next_seq, spool_dir) = {
             let held = lock(&spool);
             (held.next_seq(), held.dir().to_path_buf())
         };
-        Worker {
+        let (to_checkpointer, requests) = mpsc::sync_channel(1);
+        let (done, commits_done) = mpsc::channel();
+        let checkpointer = Checkpointer {
+            rx: requests,
+            done,
+            spool: spool.clone(),
+            spool_dir: spool_dir.clone(),
+            shared: shared.clone(),
+        };
+        std::thread::Builder::new()
+            .name("claudewatch-checkpoint".into())
+            .spawn(move || checkpointer.run())?;
+        Ok(Worker {
             rx,
             sink,
             spool,
@@ -76,7 +98,11 @@ impl Worker {
             next_seal: Instant::now(),
             clock: Instant::now(),
             reported: WindowStats::default(),
-        }
+            to_checkpointer,
+            commits_done,
+            commit_in_flight: false,
+            next_commit: None,
+        })
     }
 
     /// Monotonic nanoseconds for the merge windows.
@@ -152,7 +178,11 @@ impl Worker {
 
     pub(super) fn run(mut self) {
         loop {
-            let wait = self.until_next_seal();
+            let mut wait = self.until_next_seal();
+            if self.commit_in_flight {
+                // Its answer lets the sink publish: look for it soon.
+                wait = wait.min(COMMIT_POLL);
+            }
             match self.rx.recv_timeout(wait) {
                 Ok(batch) => {
                     self.admit(batch);
@@ -169,6 +199,7 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.tick(false);
+            self.poll_commits(false);
         }
         self.drain();
     }
@@ -288,19 +319,10 @@ impl Worker {
                 }
                 let position = self.sink.position();
                 let checkpoint = self.progress.checkpoint(self.admitted_next_seq, position);
-                let committed = self.commit(checkpoint);
-                match committed {
-                    // Durable: a restart will not replay what the sink holds up to `position`.
-                    Ok(()) => {
-                        if let Err(e) = self.sink.committed(position) {
-                            tracing::error!(sink = self.sink.name(), error = %e, "the sink cannot record the checkpoint: it publishes its data at the next one");
-                        }
-                    }
-                    Err(e) => {
-                        metrics.spool_errors.inc();
-                        tracing::error!(error = %e, "cannot write the spool checkpoint: a restart will replay more (no loss, no duplicate)");
-                    }
-                }
+                self.request_commit(CommitRequest {
+                    checkpoint,
+                    position,
+                });
                 metrics
                     .spool_open_entries
                     .set(self.progress.open_entries() as i64);
@@ -333,18 +355,70 @@ impl Worker {
             .set(self.unstored.iter().map(|u| u.records.len()).sum::<usize>() as i64);
     }
 
-    /// Makes `checkpoint` the spool's. The checkpoint file's fsyncs and the
-    /// deletion of spent segments run without the spool's lock, so the ingest
-    /// thread's appends (and the answers waiting on them) go on meanwhile.
-    fn commit(&self, checkpoint: Checkpoint) -> Result<(), SpoolError> {
-        claudewatch_spool::store_checkpoint(&self.spool_dir, &checkpoint)?;
-        let released = {
-            let mut spool = lock(&self.spool);
-            let released = spool.adopt(checkpoint);
-            self.shared.metrics.spool_bytes.set(spool.bytes() as i64);
-            released?
-        };
-        claudewatch_spool::remove_segments(&released)
+    /// Has `request` committed by the checkpoint thread, or keeps it as the
+    /// next one (replacing an older one it covers) while one is in flight.
+    fn request_commit(&mut self, request: CommitRequest) {
+        if self.commit_in_flight {
+            self.next_commit = Some(request);
+            return;
+        }
+        match self.to_checkpointer.try_send(request) {
+            Ok(()) => self.commit_in_flight = true,
+            // Only when the checkpoint thread died: commit here.
+            Err(TrySendError::Full(request) | TrySendError::Disconnected(request)) => {
+                let result = checkpointer::commit(
+                    &self.spool,
+                    &self.spool_dir,
+                    &self.shared,
+                    request.checkpoint,
+                );
+                self.committed(CommitDone {
+                    position: request.position,
+                    result,
+                });
+            }
+        }
+    }
+
+    /// Takes the checkpoint thread's answers (waiting for every commit
+    /// requested when `wait`) and sends the next commit.
+    fn poll_commits(&mut self, wait: bool) {
+        while self.commit_in_flight {
+            let done = if wait {
+                self.commits_done.recv().ok()
+            } else {
+                self.commits_done.try_recv().ok()
+            };
+            let Some(done) = done else {
+                if wait {
+                    // The checkpoint thread is gone: nothing more comes back.
+                    self.commit_in_flight = false;
+                }
+                break;
+            };
+            self.commit_in_flight = false;
+            self.committed(done);
+            if let Some(next) = self.next_commit.take() {
+                self.request_commit(next);
+            }
+        }
+    }
+
+    /// A commit's outcome: once the checkpoint is durable, the sink may
+    /// publish what it holds up to the checkpoint's position.
+    fn committed(&mut self, done: CommitDone) {
+        match done.result {
+            // Durable: a restart will not replay what the sink holds up to `position`.
+            Ok(()) => {
+                if let Err(e) = self.sink.committed(done.position) {
+                    tracing::error!(sink = self.sink.name(), error = %e, "the sink cannot record the checkpoint: it publishes its data at the next one");
+                }
+            }
+            Err(e) => {
+                self.shared.metrics.spool_errors.inc();
+                tracing::error!(error = %e, "cannot write the spool checkpoint: a restart will replay more (no loss, no duplicate)");
+            }
+        }
     }
 
     /// At shutdown: seals every call and stores it, retrying a failing sink
@@ -359,6 +433,8 @@ impl Worker {
             std::thread::sleep(wait.min(deadline.saturating_duration_since(Instant::now())));
             self.store_unstored();
         }
+        // The last checkpoint is durable before the process may exit.
+        self.poll_commits(true);
         if self.unstored.is_empty() {
             tracing::info!("pipeline drained: every acknowledged call is stored");
         } else {
