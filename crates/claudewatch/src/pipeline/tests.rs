@@ -432,3 +432,85 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// A sink whose position is the count of records written, and which checks,
+/// each time it hears a position committed, that the spool's checkpoint on
+/// disk already records it.
+struct CheckpointCheckingSink {
+    spool: std::path::PathBuf,
+    written: u64,
+    committed: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Sink for CheckpointCheckingSink {
+    fn name(&self) -> &'static str {
+        "checkpoint-checking"
+    }
+    fn write(&mut self, records: &[CallRecord]) -> Result<(), SinkError> {
+        self.written += records.len() as u64;
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn position(&self) -> Option<u64> {
+        Some(self.written)
+    }
+    fn committed(&mut self, position: Option<u64>) -> Result<(), SinkError> {
+        let position = position.expect("a positioned sink hears its position");
+        let on_disk: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.spool.join("checkpoint.json")).unwrap())
+                .unwrap();
+        let durable = on_disk["sink_position"].as_u64().unwrap();
+        assert!(
+            durable >= position,
+            "committed({position}) before the checkpoint on disk recorded it ({durable})"
+        );
+        self.committed.lock().unwrap().push(position);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_hears_a_position_committed_only_once_its_checkpoint_is_durable() {
+    let spool = tempfile_dir();
+    let committed = Arc::new(Mutex::new(Vec::new()));
+    let sink = CheckpointCheckingSink {
+        spool: spool.clone(),
+        written: 0,
+        committed: committed.clone(),
+    };
+    let metrics = Metrics::new(&mut prometheus_client::registry::Registry::default());
+    let (pipeline, worker) = start(
+        test_settings(&spool),
+        EnrichConfig::default(),
+        Box::new(sink),
+        metrics,
+    )
+    .unwrap();
+    const N: u64 = 20;
+    for n in 0..N {
+        assert!(accepted(&pipeline.submit(submission(n)).await));
+        // Seals (no merge wait) and checkpoints happen between requests.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(pipeline);
+    tokio::task::spawn_blocking(move || worker.join().unwrap())
+        .await
+        .unwrap();
+    let committed = committed.lock().unwrap().clone();
+    assert!(
+        committed.len() >= 2,
+        "checkpoints along the way: {committed:?}"
+    );
+    assert!(
+        committed.windows(2).all(|w| w[0] <= w[1]),
+        "in order: {committed:?}"
+    );
+    assert_eq!(
+        committed.last(),
+        Some(&N),
+        "the drain waits for the checkpoint of the last records"
+    );
+    std::fs::remove_dir_all(spool).unwrap();
+}
