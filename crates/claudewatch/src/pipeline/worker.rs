@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -364,8 +364,13 @@ impl Worker {
         }
         match self.to_checkpointer.try_send(request) {
             Ok(()) => self.commit_in_flight = true,
+            // Cannot happen (one request at a time); never commit two at once.
+            Err(TrySendError::Full(request)) => {
+                self.commit_in_flight = true;
+                self.next_commit = Some(request);
+            }
             // Only when the checkpoint thread died: commit here.
-            Err(TrySendError::Full(request) | TrySendError::Disconnected(request)) => {
+            Err(TrySendError::Disconnected(request)) => {
                 let result = checkpointer::commit(
                     &self.spool,
                     &self.spool_dir,
@@ -387,12 +392,18 @@ impl Worker {
             let done = if wait {
                 self.commits_done.recv().ok()
             } else {
-                self.commits_done.try_recv().ok()
+                match self.commits_done.try_recv() {
+                    Ok(done) => Some(done),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => None,
+                }
             };
             let Some(done) = done else {
-                if wait {
-                    // The checkpoint thread is gone: nothing more comes back.
-                    self.commit_in_flight = false;
+                // The checkpoint thread is gone: nothing more comes back, and
+                // a waiting checkpoint is committed here.
+                self.commit_in_flight = false;
+                if let Some(next) = self.next_commit.take() {
+                    self.request_commit(next);
                 }
                 break;
             };
