@@ -4,7 +4,9 @@
 //! The request message is taken as raw bytes (a pass-through codec), so the
 //! pipeline decodes it exactly as it decodes an HTTP body (zero-copy for
 //! traces). tonic undoes gzip and zstd within the size limit: the limit
-//! applies to the decompressed message and a bomb stops at it.
+//! applies to the decompressed message and a bomb stops at it. Answers are
+//! never compressed: they are a few bytes, and a gzip compressor's set-up per
+//! answer cost about 1.6 % of serve's CPU for clients that accept gzip.
 //!
 //! Status codes: `OK` with `partial_success` when items were rejected;
 //! `INVALID_ARGUMENT` for undecodable data; `RESOURCE_EXHAUSTED` over the size
@@ -291,7 +293,6 @@ where
             let mut grpc = Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
-                .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(limit);
             let method = Export { shared, signal };
             let mut response = grpc.unary(method, req).await;

@@ -315,3 +315,33 @@ async fn a_corrupt_compressed_message_is_invalid_argument_not_internal() {
         "headers {headers:?} trailers {trailers:?}"
     );
 }
+
+#[tokio::test]
+async fn an_answer_is_not_compressed_even_for_a_client_that_accepts_gzip() {
+    // The answer is a few bytes: gzipping it would cost a compressor's set-up
+    // per request and save nothing.
+    let h = serve(accepted(2, "2 spans without a trace id"), settings()).await;
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(a_request().len() as u32).to_be_bytes());
+    frame.extend_from_slice(&a_request());
+    use tower::ServiceExt;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://127.0.0.1{TRACES}"))
+        .header("content-type", "application/grpc")
+        .header("grpc-accept-encoding", "gzip")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            Bytes::from(frame),
+        )))
+        .unwrap();
+    let resp = h.channel.clone().oneshot(request).await.unwrap();
+    assert_eq!(resp.headers().get("grpc-encoding"), None);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body[0], 0, "the message is flagged uncompressed");
+    let resp = ExportTraceServiceResponse::decode(&body[5..]).unwrap();
+    assert_eq!(resp.partial_success.unwrap().rejected_spans, 2);
+}

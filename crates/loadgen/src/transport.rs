@@ -422,6 +422,11 @@ impl GrpcConn {
         headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
         if self.gzip {
             headers.insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
+            // As gRPC clients with a gzip compressor do: they take gzipped answers.
+            headers.insert(
+                "grpc-accept-encoding",
+                http::HeaderValue::from_static("gzip"),
+            );
         }
         if let Some(a) = &self.authorization {
             headers.insert(http::header::AUTHORIZATION, a.clone());
