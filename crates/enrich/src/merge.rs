@@ -646,6 +646,26 @@ mod tests {
         assert!((4..8).all(|i| !attributes.contains_key(&format!("k{i:02}"))));
     }
 
+    /// Call `i` as unlinked twins starting at `t0`: the instrumentation span
+    /// (trace `2i + 1`) lasting `outer` ns, and the SDK span inside it (trace
+    /// `2i + 2`) from `t0 + sdk.0` to `t0 + sdk.1`.
+    fn twins(i: u64, t0: u64, outer: u64, sdk: (u64, u64)) -> [Observation; 2] {
+        [
+            span(
+                EvidenceKind::InstrumentationSpan,
+                u128::from(i) * 2 + 1,
+                t0,
+                t0 + outer,
+            ),
+            span(
+                EvidenceKind::SdkSpan,
+                u128::from(i) * 2 + 2,
+                t0 + sdk.0,
+                t0 + sdk.1,
+            ),
+        ]
+    }
+
     fn members(g: &Grouping) -> Vec<Vec<usize>> {
         g.iter().map(<[usize]>::to_vec).collect()
     }
@@ -656,18 +676,7 @@ mod tests {
         let mut big = Vec::new();
         for i in 0..50u64 {
             let t0 = 1_000_000_000_000 + i * 1_000_000;
-            big.push(span(
-                EvidenceKind::InstrumentationSpan,
-                u128::from(i) * 2 + 1,
-                t0,
-                t0 + 50,
-            ));
-            big.push(span(
-                EvidenceKind::SdkSpan,
-                u128::from(i) * 2 + 2,
-                t0 + 2,
-                t0 + 40,
-            ));
+            big.extend(twins(i, t0, 50, (2, 40)));
             let mut attempt = span(
                 EvidenceKind::HttpSpan,
                 u128::from(i) * 2 + 2,
@@ -706,18 +715,7 @@ mod tests {
         let mut obs = Vec::new();
         for i in 0..n {
             let t0 = 1_000_000_000_000 + i * 1_000_000;
-            obs.push(span(
-                EvidenceKind::InstrumentationSpan,
-                u128::from(i) * 2 + 1,
-                t0,
-                t0 + 50_000_000,
-            ));
-            obs.push(span(
-                EvidenceKind::SdkSpan,
-                u128::from(i) * 2 + 2,
-                t0 + 200_000,
-                t0 + 49_000_000,
-            ));
+            obs.extend(twins(i, t0, 50_000_000, (200_000, 49_000_000)));
         }
         let g = group(&obs);
         assert_eq!(g.len() as u64, n);

@@ -274,6 +274,27 @@ async fn push_back_is_unavailable_with_retry_info() {
     }
 }
 
+/// Sends a gRPC frame built by hand (tonic's client only sends valid frames,
+/// and chooses its own headers) to the trace service over HTTP/2.
+async fn send_frame(
+    h: &Harness,
+    frame: Vec<u8>,
+    header: (&str, &str),
+) -> http::Response<tonic::body::Body> {
+    use tower::ServiceExt;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://127.0.0.1{TRACES}"))
+        .header("content-type", "application/grpc")
+        .header(header.0, header.1)
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            Bytes::from(frame),
+        )))
+        .unwrap();
+    h.channel.clone().oneshot(request).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_corrupt_compressed_message_is_invalid_argument_not_internal() {
     let h = serve(accepted(0, ""), settings()).await;
@@ -285,18 +306,7 @@ async fn a_corrupt_compressed_message_is_invalid_argument_not_internal() {
         f.extend_from_slice(b"junk");
         f
     };
-    use tower::ServiceExt;
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://127.0.0.1{TRACES}"))
-        .header("content-type", "application/grpc")
-        .header("grpc-encoding", "gzip")
-        .header("te", "trailers")
-        .body(tonic::body::Body::new(http_body_util::Full::new(
-            Bytes::from(frame),
-        )))
-        .unwrap();
-    let resp = h.channel.clone().oneshot(request).await.unwrap();
+    let resp = send_frame(&h, frame, ("grpc-encoding", "gzip")).await;
     let headers = resp.headers().clone();
     let trailers = http_body_util::BodyExt::collect(resp.into_body())
         .await
@@ -324,18 +334,7 @@ async fn an_answer_is_not_compressed_even_for_a_client_that_accepts_gzip() {
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(a_request().len() as u32).to_be_bytes());
     frame.extend_from_slice(&a_request());
-    use tower::ServiceExt;
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://127.0.0.1{TRACES}"))
-        .header("content-type", "application/grpc")
-        .header("grpc-accept-encoding", "gzip")
-        .header("te", "trailers")
-        .body(tonic::body::Body::new(http_body_util::Full::new(
-            Bytes::from(frame),
-        )))
-        .unwrap();
-    let resp = h.channel.clone().oneshot(request).await.unwrap();
+    let resp = send_frame(&h, frame, ("grpc-accept-encoding", "gzip")).await;
     assert_eq!(resp.headers().get("grpc-encoding"), None);
     let body = http_body_util::BodyExt::collect(resp.into_body())
         .await
