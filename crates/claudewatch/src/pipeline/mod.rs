@@ -195,7 +195,7 @@ pub fn start(
 }
 
 /// Lowers the calling (worker) thread's CPU priority a little, so that on a
-/// busy core the ingest thread, which answers clients, runs first and the
+/// busy core the ingest and spool threads, which answer clients, run first and the
 /// worker catches up in between (its backlog is bounded by the memory
 /// limit). Best effort.
 fn yield_to_ingest() {

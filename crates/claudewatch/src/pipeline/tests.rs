@@ -1,8 +1,8 @@
 //! Admission under pressure, deterministically: a sink that blocks until the
-//! test releases it holds the worker; the ingest thread goes on answering
-//! until the worker's channel is full, then waits, so the queue and the
-//! memory limit fill exactly when the test says, and a retry after the
-//! release succeeds.
+//! test releases it holds the worker; the ingest and spool threads go on
+//! answering until the worker's channel is full, then wait, so the queue and
+//! the memory limit fill exactly when the test says, and a retry after the
+//! release succeeds. Also: checkpoints reach the sink only once durable.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
