@@ -259,10 +259,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .with_graceful_shutdown(stopped());
     let grpc_incoming = nodelay_incoming(grpc_listener);
     // Export requests of ~100 KB exceed HTTP/2's default 64 KiB window: larger
-    // windows save a round trip per request.
+    // windows save a round trip per request. Larger frames let a client send
+    // a request in fewer DATA frames, read with fewer syscalls (default 16 KiB:
+    // about 11 reads per request instead of HTTP/1.1's one; -1.3 % CPU at
+    // 100,000 spans/s with loadgen, whose h2 client uses the larger frames).
     let grpc = tonic::transport::Server::builder()
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
+        .max_frame_size(Some(1 << 20))
         .add_service(traces)
         .add_service(logs)
         .add_service(metrics_svc)
