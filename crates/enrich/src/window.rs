@@ -450,21 +450,9 @@ impl MergeWindow {
         self.stats.calls += calls as u64;
         let observations: usize = sealed_groups.iter().map(|g| g.len()).sum();
         self.stats.merged += (observations - calls) as u64;
-        let mut i = 0;
-        self.pending.retain(|_| {
-            i += 1;
-            !consumed[i - 1]
-        });
-        let mut i = 0;
-        self.waiting.retain(|_| {
-            i += 1;
-            !consumed[i - 1]
-        });
-        let mut i = 0;
-        self.links.retain(|_| {
-            i += 1;
-            !consumed[i - 1]
-        });
+        keep_unconsumed(&mut self.pending, &consumed);
+        keep_unconsumed(&mut self.waiting, &consumed);
+        keep_unconsumed(&mut self.links, &consumed);
         self.expire_keys(now_ns);
     }
 
@@ -475,6 +463,16 @@ impl MergeWindow {
         let cap = self.limits.max_observations.saturating_mul(4).max(1024);
         self.sealed.expire(horizon, cap);
     }
+}
+
+/// Drops the items of one of the window's parallel vectors whose index
+/// `consumed` marks, keeping the order of the rest.
+fn keep_unconsumed<T>(items: &mut Vec<T>, consumed: &[bool]) {
+    let mut i = 0;
+    items.retain(|_| {
+        i += 1;
+        !consumed[i - 1]
+    });
 }
 
 #[cfg(test)]
