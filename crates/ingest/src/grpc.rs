@@ -1,19 +1,24 @@
 //! The OTLP/gRPC receiver: the `Export` method of the trace, logs and
-//! metrics services, on tonic, following SPEC.md section 8.
+//! metrics services, following SPEC.md section 8, as tower services that a
+//! tonic server routes to.
 //!
-//! The request message is taken as raw bytes (a pass-through codec), so the
-//! pipeline decodes it exactly as it decodes an HTTP body (zero-copy for
-//! traces). tonic undoes gzip and zstd within the size limit: the limit
-//! applies to the decompressed message and a bomb stops at it. Answers are
-//! never compressed: they are a few bytes, and a gzip compressor's set-up per
-//! answer cost about 1.6 % of serve's CPU for clients that accept gzip.
+//! `Export` is unary, so the receiver reads its one message itself
+//! ([`message`]) rather than through tonic's `Grpc::unary`: a message that
+//! arrives in one HTTP/2 chunk reaches the pipeline as a slice of it, without
+//! tonic's copy into a growing buffer, and gzip or zstd is undone by
+//! [`crate::body::decompress`], the HTTP receiver's bounded decompression
+//! (one allocation of the expected size; a bomb stops at the limit). The
+//! pipeline decodes the message exactly as it decodes an HTTP body. Answers
+//! are never compressed: they are a few bytes.
 //!
 //! Status codes: `OK` with `partial_success` when items were rejected;
-//! `INVALID_ARGUMENT` for undecodable data; `RESOURCE_EXHAUSTED` over the size
-//! limit; `UNAUTHENTICATED` without a valid token; `UNAVAILABLE` with
-//! `RetryInfo` for push-back. tonic's own answers that a client would retry
-//! for nothing (`OUT_OF_RANGE` for a message over the limit, `INTERNAL` for a
-//! corrupt compressed message) are rewritten to those.
+//! `INVALID_ARGUMENT` for undecodable data, a corrupt compressed message or a
+//! malformed frame; `RESOURCE_EXHAUSTED` over the size limit (compressed or
+//! not); `UNIMPLEMENTED` for an unknown `grpc-encoding` (with
+//! `grpc-accept-encoding`) or method; `UNAUTHENTICATED` without a valid
+//! token; `UNAVAILABLE` with `RetryInfo` for push-back.
+
+pub mod message;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,14 +29,18 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes};
 use claudewatch_otlp::{Encoding, Signal};
-use prost::Message;
-use tonic::codec::CompressionEncoding;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http_body_util::BodyExt;
+use prost::Message as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::server::NamedService;
 use tonic::{Code, Status};
 
+use crate::body::{self, BodyError, ContentEncoding};
 use crate::response;
 use crate::submit::{Refusal, Submission, Submit, Verdict};
+use message::MessageReader;
 
 /// Settings of the gRPC receiver.
 #[derive(Debug, Clone)]
@@ -42,9 +51,8 @@ pub struct GrpcSettings {
     pub tokens: HashMap<String, String>,
 }
 
-/// A gRPC codec that passes messages as bytes both ways: the receiver hands
-/// the request to the pipeline undecoded and sends a pre-encoded response;
-/// clients (tests, tools) can send any bytes with it.
+/// A gRPC codec that passes messages as bytes both ways, for clients (tests,
+/// tools) that send pre-encoded or deliberately invalid messages with tonic.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawCodec;
 
@@ -132,62 +140,136 @@ fn signal_of(n: u8) -> Signal {
     }
 }
 
-/// The unary `Export` handler of one signal.
-struct Export<S> {
-    shared: Arc<Shared<S>>,
-    signal: Signal,
-}
-
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-impl<S: Submit> UnaryService<Bytes> for Export<S> {
-    type Response = Bytes;
-    type Future = BoxFuture<Result<tonic::Response<Bytes>, Status>>;
-
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let shared = self.shared.clone();
-        let signal = self.signal;
-        Box::pin(async move {
-            let tenant = authenticate(&shared.settings.tokens, request.metadata())?;
-            let submission = Submission {
-                signal,
-                encoding: Encoding::Protobuf,
-                body: request.into_inner(),
-                tenant,
-            };
-            match shared.pipeline.submit(submission).await {
-                Ok(Verdict::Accepted {
-                    rejected, message, ..
-                }) => Ok(tonic::Response::new(response::export_response(
-                    signal, rejected, &message,
-                ))),
-                Ok(Verdict::Invalid(reason)) => Err(Status::invalid_argument(reason)),
-                Err(Refusal::Busy {
-                    retry_after_secs,
-                    reason,
-                })
-                | Err(Refusal::Unavailable {
-                    retry_after_secs,
-                    reason,
-                }) => Err(unavailable(retry_after_secs, reason)),
-                Err(Refusal::ShuttingDown) => Err(unavailable(
-                    1,
-                    "shutting down: retry another instance".into(),
+/// Serves one `Export` call: the encoded answer, or the status to send.
+async fn export<S: Submit, B>(
+    shared: &Shared<S>,
+    signal: Signal,
+    request: http::Request<B>,
+) -> Result<Bytes, Status>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, request_body) = request.into_parts();
+    let encoding = message_encoding(&parts.headers)?;
+    let tenant = authenticate(&shared.settings.tokens, &parts.headers)?;
+    let limit = shared.settings.max_message_bytes;
+    let message = read_message(request_body, limit).await?;
+    let bytes = match (message.compressed, encoding) {
+        (false, _) => message.bytes,
+        (true, Some(encoding)) => {
+            body::decompress(encoding, message.bytes, limit).map_err(|e| match e {
+                BodyError::TooLarge { limit } => Status::resource_exhausted(format!(
+                    "message larger than the limit of {limit} bytes (after decompression)"
                 )),
-            }
+                BodyError::Corrupt { .. } => Status::invalid_argument(format!(
+                    "the compressed message could not be decompressed: {e}"
+                )),
+            })?
+        }
+        (true, None) => {
+            return Err(Status::invalid_argument(
+                "the message is flagged compressed but the request has no grpc-encoding",
+            ))
+        }
+    };
+    let submission = Submission {
+        signal,
+        encoding: Encoding::Protobuf,
+        body: bytes,
+        tenant,
+    };
+    match shared.pipeline.submit(submission).await {
+        Ok(Verdict::Accepted {
+            rejected, message, ..
+        }) => Ok(response::export_response(signal, rejected, &message)),
+        Ok(Verdict::Invalid(reason)) => Err(Status::invalid_argument(reason)),
+        Err(Refusal::Busy {
+            retry_after_secs,
+            reason,
         })
+        | Err(Refusal::Unavailable {
+            retry_after_secs,
+            reason,
+        }) => Err(unavailable(retry_after_secs, reason)),
+        Err(Refusal::ShuttingDown) => Err(unavailable(
+            1,
+            "shutting down: retry another instance".into(),
+        )),
     }
+}
+
+/// How the request's messages are compressed (`grpc-encoding`); an encoding
+/// not served is `UNIMPLEMENTED`, naming the ones that are.
+fn message_encoding(headers: &http::HeaderMap) -> Result<Option<ContentEncoding>, Status> {
+    match headers.get("grpc-encoding").map(HeaderValue::as_bytes) {
+        None | Some(b"identity") => Ok(None),
+        Some(b"gzip") => Ok(Some(ContentEncoding::Gzip)),
+        Some(b"zstd") => Ok(Some(ContentEncoding::Zstd)),
+        Some(other) => {
+            let mut metadata = MetadataMap::new();
+            metadata.insert(
+                "grpc-accept-encoding",
+                MetadataValue::from_static("gzip,zstd"),
+            );
+            Err(Status::with_metadata(
+                Code::Unimplemented,
+                format!(
+                    "messages compressed with `{}` are not supported (gzip and zstd are)",
+                    String::from_utf8_lossy(other)
+                ),
+                metadata,
+            ))
+        }
+    }
+}
+
+/// Reads the request's one message, refusing one over `limit` bytes.
+async fn read_message<B>(request_body: B, limit: usize) -> Result<message::Message, Status>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut request_body = std::pin::pin!(request_body);
+    let mut reader = MessageReader::new(limit);
+    while let Some(frame) = request_body.frame().await {
+        let frame = frame.map_err(|e| Status::from_error(e.into()))?;
+        if let Ok(mut chunk) = frame.into_data() {
+            // `Bytes` (what hyper gives) hands itself over without a copy.
+            reader.push(chunk.copy_to_bytes(chunk.remaining()))?;
+        }
+    }
+    reader.finish()
+}
+
+/// A successful answer: `message` in one uncompressed frame, then the
+/// `grpc-status: 0` trailer.
+fn answer(message: &[u8]) -> http::Response<tonic::body::Body> {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert(
+        HeaderName::from_static("grpc-status"),
+        HeaderValue::from_static("0"),
+    );
+    let frame = http_body_util::Full::new(message::frame(message))
+        .with_trailers(std::future::ready(Some(Ok::<_, Infallible>(trailers))));
+    let mut response = http::Response::new(tonic::body::Body::new(frame));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    response
 }
 
 /// The tenant of a request's bearer token; `UNAUTHENTICATED` without a valid one.
 fn authenticate(
     tokens: &HashMap<String, String>,
-    metadata: &tonic::metadata::MetadataMap,
+    headers: &http::HeaderMap,
 ) -> Result<Option<String>, Status> {
     if tokens.is_empty() {
         return Ok(None);
     }
-    let token = metadata
+    let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -284,60 +366,14 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let signal = signal_of(SIGNAL);
         let shared = self.shared.clone();
-        let is_export = req.uri().path().ends_with("/Export");
         Box::pin(async move {
-            if !is_export {
+            if !req.uri().path().ends_with("/Export") {
                 return Ok(Status::unimplemented("only Export is served").into_http());
             }
-            let limit = shared.settings.max_message_bytes;
-            let mut grpc = Grpc::new(RawCodec)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd)
-                .max_decoding_message_size(limit);
-            let method = Export { shared, signal };
-            let mut response = grpc.unary(method, req).await;
-            rewrite_unhelpful_status(response.headers_mut(), limit);
-            Ok(response)
-        })
-    }
-}
-
-/// Replaces tonic's answers that would make a client retry in vain, or hide
-/// a client error as a server error, with the codes SPEC.md section 8 asks for.
-fn rewrite_unhelpful_status(headers: &mut http::HeaderMap, limit: usize) {
-    let code = headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok());
-    let replacement = match code {
-        // "decoded message length too large": the size limit, not a retryable range error.
-        Some(c) if c == Code::OutOfRange as i32 => Some((
-            Code::ResourceExhausted,
-            format!("message larger than the limit of {limit} bytes"),
-        )),
-        // A corrupt compressed message is the client's data, not our failure.
-        Some(c) if c == Code::Internal as i32 => {
-            let msg = headers
-                .get("grpc-message")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            msg.contains("decompress").then(|| {
-                (
-                    Code::InvalidArgument,
-                    "the compressed message could not be decompressed".to_owned(),
-                )
+            Ok(match export(&shared, signal, req).await {
+                Ok(message) => answer(&message),
+                Err(status) => status.into_http(),
             })
-        }
-        _ => None,
-    };
-    if let Some((code, message)) = replacement {
-        let status = Status::new(code, message);
-        let mut fresh = http::HeaderMap::new();
-        if status.add_header(&mut fresh).is_ok() {
-            for (k, v) in fresh.iter() {
-                headers.insert(k.clone(), v.clone());
-            }
-            headers.remove("grpc-status-details-bin");
-        }
+        })
     }
 }

@@ -344,3 +344,25 @@ async fn an_answer_is_not_compressed_even_for_a_client_that_accepts_gzip() {
     let resp = ExportTraceServiceResponse::decode(&body[5..]).unwrap();
     assert_eq!(resp.partial_success.unwrap().rejected_spans, 2);
 }
+
+#[tokio::test]
+async fn an_unknown_encoding_is_unimplemented_and_names_the_served_ones() {
+    let h = serve(accepted(0, ""), settings()).await;
+    let mut frame = vec![1u8];
+    frame.extend_from_slice(&3u32.to_be_bytes());
+    frame.extend_from_slice(b"abc");
+    let resp = send_frame(&h, frame, ("grpc-encoding", "snappy")).await;
+    let headers = resp.headers();
+    assert_eq!(
+        headers.get("grpc-status").and_then(|v| v.to_str().ok()),
+        Some("12"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        headers
+            .get("grpc-accept-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip,zstd")
+    );
+    assert!(h.seen.lock().unwrap().is_empty());
+}
