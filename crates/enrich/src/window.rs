@@ -224,6 +224,9 @@ pub struct MergeWindow {
     sealed: SealedIds,
     late: Vec<Origin>,
     stats: WindowStats,
+    /// When the calls the last seal left become due, as long as nothing was
+    /// admitted since (their grouping cannot have changed, so this is exact).
+    settled_due_ns: Option<u64>,
 }
 
 /// A position to roll a window back to, from [`MergeWindow::mark`].
@@ -249,6 +252,7 @@ impl MergeWindow {
             sealed: SealedIds::default(),
             late: Vec::new(),
             stats: WindowStats::default(),
+            settled_due_ns: None,
         }
     }
 
@@ -279,6 +283,7 @@ impl MergeWindow {
 
     /// Forgets everything pushed since `mark` (extraction counters stay).
     pub fn rollback(&mut self, mark: Mark) {
+        self.settled_due_ns = None;
         self.pending.truncate(mark.pending);
         self.waiting.truncate(mark.pending);
         self.links.truncate(mark.pending);
@@ -317,6 +322,7 @@ impl MergeWindow {
     /// Drops the observations pushed since `mark` whose ordinal `skip` names
     /// (a replay skipping what was stored before a crash).
     pub fn skip_since(&mut self, mark: Mark, skip: impl Fn(Origin) -> bool) {
+        self.settled_due_ns = None;
         let mut i = mark.pending;
         while i < self.pending.len() {
             if skip(self.waiting[i].origin) {
@@ -362,6 +368,9 @@ impl MergeWindow {
             keep += 1;
         }
         self.pending.truncate(keep);
+        if keep > from {
+            self.settled_due_ns = None;
+        }
         debug_assert_eq!(self.pending.len(), self.waiting.len());
         debug_assert_eq!(self.pending.len(), self.links.len());
         ordinal
@@ -370,6 +379,13 @@ impl MergeWindow {
     /// Arrival time of the oldest observation waiting.
     pub fn oldest_arrival_ns(&self) -> Option<u64> {
         self.waiting.first().map(|w| w.arrived_ns)
+    }
+
+    /// When the next call becomes due, known exactly when nothing was
+    /// admitted since the last seal (`None` otherwise, or when nothing waits):
+    /// a quiet window can be sealed right then without grouping it in vain.
+    pub fn settled_due_ns(&self) -> Option<u64> {
+        self.settled_due_ns
     }
 
     fn is_late(&self, o: &Observation, links: &Links) -> bool {
@@ -390,6 +406,7 @@ impl MergeWindow {
     /// megabytes-large record vector, and the kernel its page faults, per seal.
     pub fn seal_into(&mut self, now_ns: u64, all: bool, out: &mut Sealed) {
         out.origins.append(&mut self.late);
+        self.settled_due_ns = None;
         if self.pending.is_empty() {
             return;
         }
@@ -407,6 +424,7 @@ impl MergeWindow {
         let early_cutoff = (overflow > 0).then(|| self.waiting[overflow - 1].arrived_ns);
         let age_cutoff = now_ns.saturating_sub(self.limits.max_age_ns);
         let mut sealed_groups: Vec<&[usize]> = Vec::new();
+        let mut next_due_ns: Option<u64> = None;
         for g in grouping.iter() {
             let newest = g
                 .iter()
@@ -425,8 +443,12 @@ impl MergeWindow {
                     self.stats.sealed_early += 1;
                 }
                 sealed_groups.push(g);
+            } else {
+                let due = newest.saturating_add(self.limits.max_age_ns);
+                next_due_ns = Some(next_due_ns.map_or(due, |d| d.min(due)));
             }
         }
+        self.settled_due_ns = next_due_ns;
         if sealed_groups.is_empty() {
             return;
         }

@@ -170,6 +170,34 @@ fn a_call_keeps_waiting_while_its_observations_keep_arriving() {
 }
 
 #[test]
+fn a_quiet_window_knows_exactly_when_its_next_call_is_due() {
+    let (early, late) = (requests("anthropic-native"), requests("openlit"));
+    let mut w = MergeWindow::new(EnrichConfig::default(), limits());
+    assert_eq!(w.settled_due_ns(), None);
+    for (i, r) in early.iter().enumerate() {
+        w.push(r, i as u64, 0);
+    }
+    for (i, r) in late.iter().enumerate() {
+        w.push(r, 100 + i as u64, AGE / 2);
+    }
+    assert_eq!(w.settled_due_ns(), None, "not known before a seal");
+    let first = w.seal(AGE, false);
+    assert_eq!(first.records.len(), batch(&early).len());
+    assert_eq!(
+        w.settled_due_ns(),
+        Some(AGE / 2 + AGE),
+        "the calls left are due one age after they arrived"
+    );
+    // Something new: the grouping may change, so the time is no longer known.
+    w.push(&late[0], 200, AGE + MS);
+    assert_eq!(w.settled_due_ns(), None);
+    let rest = w.seal(AGE * 3, false);
+    assert_eq!(rest.records.len(), batch(&late).len());
+    assert!(w.is_empty());
+    assert_eq!(w.settled_due_ns(), None, "nothing left");
+}
+
+#[test]
 fn a_resend_after_sealing_is_a_late_duplicate_not_a_second_record() {
     let reqs = requests("anthropic-native");
     let mut w = MergeWindow::new(EnrichConfig::default(), limits());

@@ -79,4 +79,9 @@ pub trait Sink: Send {
         let _ = position;
         Ok(())
     }
+    /// Called after a store that left nothing waiting upstream (every merge
+    /// window empty): no more records are on their way for now, so a sink
+    /// that holds records back to batch them (the ClickHouse journal) need
+    /// not wait for more. The default does nothing.
+    fn quiet(&mut self) {}
 }

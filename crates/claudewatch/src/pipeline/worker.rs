@@ -212,6 +212,7 @@ impl Worker {
         }
         let age = Duration::from_nanos(self.shared.settings.window.max_age_ns);
         let now_ns = self.now_ns();
+        let mut settled: Option<Instant> = None;
         for w in self.windows.values() {
             if let Some(oldest) = w.oldest_arrival_ns() {
                 let due = Duration::from_nanos(
@@ -221,8 +222,15 @@ impl Worker {
                 );
                 wake = wake.min(now + due);
             }
+            if let Some(t) = w.settled_due_ns() {
+                let at = now + Duration::from_nanos(t.saturating_sub(now_ns));
+                settled = Some(settled.map_or(at, |s| s.min(at)));
+            }
         }
-        wake.max(self.next_seal).saturating_duration_since(now)
+        let turn = wake.max(self.next_seal);
+        settled
+            .map_or(turn, |s| turn.min(s))
+            .saturating_duration_since(now)
     }
 
     /// Puts spooled requests into their windows.
@@ -258,10 +266,18 @@ impl Worker {
             .windows
             .values()
             .any(|w| w.len() > limits.max_observations);
-        if !all && now < self.next_seal && !over_cap {
+        let now_ns = self.now_ns();
+        // Seals come at most every half window age (each groups the whole
+        // window), but a window that received nothing since its last seal
+        // is sealed as soon as its next call is due: the end of a burst is
+        // written without waiting for the next turn.
+        let settled = self
+            .windows
+            .values()
+            .any(|w| w.settled_due_ns().is_some_and(|t| t <= now_ns));
+        if !all && now < self.next_seal && !over_cap && !settled {
             return;
         }
-        let now_ns = self.now_ns();
         let due = |w: &MergeWindow| {
             w.len() > limits.max_observations
                 || w.oldest_arrival_ns()
@@ -316,6 +332,9 @@ impl Worker {
                 }
                 if self.sink_retry.take().is_some() {
                     tracing::info!(records, "the sink recovered: backlog stored");
+                }
+                if self.windows.values().all(MergeWindow::is_empty) {
+                    self.sink.quiet();
                 }
                 let position = self.sink.position();
                 let checkpoint = self.progress.checkpoint(self.admitted_next_seq, position);

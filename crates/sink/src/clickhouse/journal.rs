@@ -77,7 +77,11 @@ pub struct BatchLimits {
     pub rows: u64,
     /// Bytes of row data per batch.
     pub bytes: u64,
-    /// A batch is cut once its oldest entry waited this long.
+    /// A batch smaller than the limits is cut once its oldest entry waited
+    /// this long, or sooner when the journal was told nothing more is on its
+    /// way ([`Journal::quiet`]) and no small batch was cut within this long:
+    /// so small inserts, each a ClickHouse part for few rows, come at most
+    /// about once per `age`.
     pub age: Duration,
 }
 
@@ -102,6 +106,10 @@ pub struct Journal {
     done: BTreeSet<u64>,
     /// Planned groups currently being inserted.
     in_flight: BTreeSet<u64>,
+    /// Nothing more on its way since the last append ([`Journal::quiet`]).
+    quiet: bool,
+    /// When the last batch smaller than the limits was cut.
+    last_small_cut: Option<Instant>,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SinkError {
@@ -178,6 +186,8 @@ impl Journal {
             pending,
             done: BTreeSet::new(),
             in_flight: BTreeSet::new(),
+            quiet: false,
+            last_small_cut: None,
         };
         // Groups whose entries are all done were confirmed just before a crash.
         let pending = &journal.pending;
@@ -235,6 +245,9 @@ impl Journal {
             })
             .collect();
         self.spool.append(&entries).map_err(spool_err)?;
+        if !entries.is_empty() {
+            self.quiet = false;
+        }
         let now = Instant::now();
         for (e, (rows, _)) in entries.into_iter().zip(chunks) {
             self.pending.insert(
@@ -284,9 +297,24 @@ impl Journal {
         Ok(doomed.len() as u64)
     }
 
+    /// Notes that nothing more is on its way for now: a smaller batch may go
+    /// without waiting its full age (see [`BatchLimits::age`]), until the
+    /// next append.
+    pub fn quiet(&mut self) {
+        self.quiet = true;
+    }
+
+    /// When a small batch may be cut early because the journal is quiet.
+    fn quiet_due(&self, age: Duration) -> Option<Instant> {
+        self.quiet.then(|| {
+            self.last_small_cut
+                .map_or_else(Instant::now, |cut| cut + age)
+        })
+    }
+
     /// The next batch to insert, planned durably: a planned batch not in
     /// flight first (after a restart), else a new one cut from the released
-    /// entries once full or old enough (or at once with `force`).
+    /// entries once full or due by age (or at once with `force`).
     pub fn next_group(
         &mut self,
         limits: BatchLimits,
@@ -329,8 +357,14 @@ impl Journal {
                 break;
             }
         }
-        if !(full || force || oldest.elapsed() >= limits.age) {
+        let quiet = self
+            .quiet_due(limits.age)
+            .is_some_and(|at| at <= Instant::now());
+        if !(full || force || quiet || oldest.elapsed() >= limits.age) {
             return Ok(None);
+        }
+        if !full {
+            self.last_small_cut = Some(Instant::now());
         }
         let mut state = self.state.clone();
         state.groups.push((first, last));
@@ -340,16 +374,18 @@ impl Journal {
         Ok(Some(self.group(first, last)))
     }
 
-    /// When the oldest released entry not yet planned becomes due by age.
+    /// When the released entries not yet planned become due by age.
     pub fn next_due(&self, age: Duration) -> Option<Instant> {
         let after = self.unplanned_from();
         if after >= self.state.released {
             return None;
         }
-        self.pending
+        let oldest = self
+            .pending
             .range(after..self.state.released)
             .next()
-            .map(|(_, p)| p.appended + age)
+            .map(|(_, p)| p.appended + age)?;
+        Some(self.quiet_due(age).map_or(oldest, |q| q.min(oldest)))
     }
 
     /// The first entry no planned batch covers.
@@ -483,6 +519,40 @@ mod tests {
         let j = Journal::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(j.size().entries, 0);
         assert_eq!(j.next_seq(), 3);
+    }
+
+    #[test]
+    fn a_quiet_journal_sends_a_small_batch_early_but_at_most_once_per_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.append(&[chunk(1, 1)]).unwrap();
+        j.release(1).unwrap();
+        assert!(
+            j.next_group(LIMITS, false).unwrap().is_none(),
+            "young and small"
+        );
+        j.quiet();
+        let g = j.next_group(LIMITS, false).unwrap().unwrap();
+        assert_eq!((g.first, g.last), (0, 0), "quiet: sent at once");
+        let cut = Instant::now();
+        j.append(&[chunk(1, 2)]).unwrap();
+        j.release(2).unwrap();
+        j.quiet();
+        assert!(
+            j.next_group(LIMITS, false).unwrap().is_none(),
+            "quiet again, but a small batch went just now"
+        );
+        let due = j.next_due(LIMITS.age).unwrap();
+        assert!(due <= cut + LIMITS.age && due > Instant::now() + LIMITS.age / 2);
+        // An append ends the quiet: back to the oldest entry's age.
+        j.append(&[chunk(1, 3)]).unwrap();
+        j.release(3).unwrap();
+        assert!(j.next_due(LIMITS.age).unwrap() > cut + LIMITS.age);
+        // Full batches go at once and do not count as small ones.
+        j.append(&[chunk(8, 4)]).unwrap();
+        j.release(4).unwrap();
+        let g = j.next_group(LIMITS, false).unwrap().unwrap();
+        assert_eq!((g.first, g.last, g.rows), (1, 3, 10));
     }
 
     #[test]

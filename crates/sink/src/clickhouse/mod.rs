@@ -57,7 +57,9 @@ pub struct ClickHouseConfig {
     pub batch_rows: usize,
     /// Bytes of row data per insert at most.
     pub batch_bytes: usize,
-    /// A batch smaller than the limits is inserted once its oldest rows waited this long.
+    /// A batch smaller than the limits is inserted once its oldest rows waited
+    /// this long, or sooner when nothing more is on its way (serve's merge
+    /// windows are empty) and no other small batch went within this long.
     pub batch_age: Duration,
     /// Directory of the journal.
     pub journal_dir: PathBuf,
@@ -308,6 +310,11 @@ impl Sink for ClickHouseSink {
             self.shared.wake.notify_one();
         }
         Ok(())
+    }
+
+    fn quiet(&mut self) {
+        self.shared.journal().quiet();
+        self.shared.wake.notify_one();
     }
 }
 
