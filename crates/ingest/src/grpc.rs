@@ -39,7 +39,7 @@ use tonic::{Code, Status};
 
 use crate::body::{self, BodyError, ContentEncoding};
 use crate::response;
-use crate::submit::{Refusal, Submission, Submit, Verdict};
+use crate::submit::{Submission, Submit, Verdict};
 use message::MessageReader;
 
 /// Settings of the gRPC receiver.
@@ -186,18 +186,10 @@ where
             rejected, message, ..
         }) => Ok(response::export_response(signal, rejected, &message)),
         Ok(Verdict::Invalid(reason)) => Err(Status::invalid_argument(reason)),
-        Err(Refusal::Busy {
-            retry_after_secs,
-            reason,
-        })
-        | Err(Refusal::Unavailable {
-            retry_after_secs,
-            reason,
-        }) => Err(unavailable(retry_after_secs, reason)),
-        Err(Refusal::ShuttingDown) => Err(unavailable(
-            1,
-            "shutting down: retry another instance".into(),
-        )),
+        Err(refusal) => {
+            let (retry_after_secs, reason) = refusal.into_retry();
+            Err(unavailable(retry_after_secs, reason))
+        }
     }
 }
 

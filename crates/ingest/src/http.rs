@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 
 use crate::body::{decompress, BodyError, ContentEncoding};
 use crate::response::{self, code, Format};
-use crate::submit::{Refusal, Submission, Submit, Verdict};
+use crate::submit::{Submission, Submit, Verdict};
 
 /// Settings of the HTTP receiver.
 #[derive(Debug, Clone)]
@@ -196,18 +196,9 @@ async fn export<S: Submit, const SIGNAL: u8>(
             code::INVALID_ARGUMENT,
             message,
         ),
-        Err(Refusal::Busy {
-            retry_after_secs,
-            reason,
-        })
-        | Err(Refusal::Unavailable {
-            retry_after_secs,
-            reason,
-        }) => response::unavailable(format, retry_after_secs, reason),
-        Err(Refusal::ShuttingDown) => response::unavailable(
-            format,
-            5,
-            "shutting down: retry on another instance or later",
-        ),
+        Err(refusal) => {
+            let (retry_after_secs, reason) = refusal.into_retry();
+            response::unavailable(format, retry_after_secs, reason)
+        }
     }
 }

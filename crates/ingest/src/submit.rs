@@ -60,6 +60,27 @@ pub enum Refusal {
     ShuttingDown,
 }
 
+impl Refusal {
+    /// What a receiver tells the client: the seconds to wait before retrying
+    /// and why (the same for every protocol).
+    pub fn into_retry(self) -> (u32, String) {
+        match self {
+            Refusal::Busy {
+                retry_after_secs,
+                reason,
+            }
+            | Refusal::Unavailable {
+                retry_after_secs,
+                reason,
+            } => (retry_after_secs, reason),
+            Refusal::ShuttingDown => (
+                5,
+                "shutting down: retry on another instance or later".to_owned(),
+            ),
+        }
+    }
+}
+
 /// The future a [`Submit`] returns.
 pub type SubmitFuture<'a> = Pin<Box<dyn Future<Output = Result<Verdict, Refusal>> + Send + 'a>>;
 
