@@ -430,27 +430,23 @@ async fn worker(shared: Arc<Shared>) -> Result<Tally, Error> {
         hist: Histogram::new_with_bounds(1, 600_000_000, 3)
             .map_err(|e| Error::Worker(e.to_string()))?,
     };
-    let mut built = Built::default();
-    let (mut order, mut body) = (Vec::new(), Vec::new());
-    // Bodies are compressed here, once per request (gRPC messages too: see
-    // `GrpcConn`), at gzip's fast level.
-    let gzip_here = cfg.gzip;
-    let format: Format = cfg.protocol.format();
-    while let Some(ticket) = shared.take() {
-        shared.plan.build(ticket, &mut built);
-        shared
-            .calls_generated
-            .fetch_add(built.new_calls, Ordering::Relaxed);
-        if built.spans.is_empty() {
-            continue;
-        }
-        let n_spans = built.spans.len() as u64;
-        encode_request(&built.spans, format, &mut order, &mut body);
-        let payload = if gzip_here {
-            gzip(&body)?
-        } else {
-            Bytes::copy_from_slice(&body)
-        };
+    let mut builder = Builder {
+        built: Built::default(),
+        order: Vec::new(),
+        body: Vec::new(),
+        // Bodies are compressed here, once per request (gRPC messages too:
+        // see `GrpcConn`), at gzip's fast level.
+        gzip: cfg.gzip,
+        format: cfg.protocol.format(),
+    };
+    let mut next = builder.next(&shared)?;
+    while let Some(Ready {
+        ticket,
+        n_spans,
+        completed_calls,
+        payload,
+    }) = next.take()
+    {
         if cfg.rate > 0.0 {
             let before = shared.spans_reserved.fetch_add(n_spans, Ordering::Relaxed);
             let at = shared.start + Duration::from_secs_f64(before as f64 / cfg.rate);
@@ -460,8 +456,26 @@ async fn worker(shared: Arc<Shared>) -> Result<Tally, Error> {
         let mut attempt = 0u32;
         let acked = loop {
             let t0 = Instant::now();
-            let result = conn.send(payload.clone()).await;
-            let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+            // The next request is built while this one is in flight, as an
+            // SDK's batch processor fills its next batch during an export:
+            // once this answer comes, the next request leaves at once. (The
+            // yield first lets the connection task write this request.)
+            let send = async {
+                let result = conn.send(payload.clone()).await;
+                (result, t0.elapsed())
+            };
+            let build = async {
+                if next.is_some() {
+                    return Ok(None);
+                }
+                tokio::task::yield_now().await;
+                builder.next(&shared).map(Some)
+            };
+            let ((result, took), built_next) = tokio::join!(send, build);
+            if let Some(ready) = built_next? {
+                next = ready;
+            }
+            let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
             match result {
                 Attempt::Acked { rejected } => {
                     let _ = tally.hist.record(us.max(1));
@@ -504,7 +518,7 @@ async fn worker(shared: Arc<Shared>) -> Result<Tally, Error> {
             shared.spans_acked.fetch_add(n_spans, Ordering::Relaxed);
             shared
                 .calls_done_acked
-                .fetch_add(built.completed_calls, Ordering::Relaxed);
+                .fetch_add(completed_calls, Ordering::Relaxed);
         } else {
             tally.requests_failed += 1;
             let touched = shared.plan.touched(ticket);
@@ -516,6 +530,58 @@ async fn worker(shared: Arc<Shared>) -> Result<Tally, Error> {
         }
     }
     Ok(tally)
+}
+
+/// A request built, encoded and compressed, waiting to be sent.
+struct Ready {
+    ticket: Ticket,
+    n_spans: u64,
+    /// Calls whose last span is in this request.
+    completed_calls: u64,
+    payload: Bytes,
+}
+
+/// One exporter's buffers for building requests.
+struct Builder {
+    built: Built,
+    order: Vec<usize>,
+    body: Vec<u8>,
+    gzip: bool,
+    format: Format,
+}
+
+impl Builder {
+    /// Takes the next ticket with spans and builds its request; `None` once
+    /// the run is over.
+    fn next(&mut self, shared: &Shared) -> Result<Option<Ready>, Error> {
+        while let Some(ticket) = shared.take() {
+            shared.plan.build(ticket, &mut self.built);
+            shared
+                .calls_generated
+                .fetch_add(self.built.new_calls, Ordering::Relaxed);
+            if self.built.spans.is_empty() {
+                continue;
+            }
+            encode_request(
+                &self.built.spans,
+                self.format,
+                &mut self.order,
+                &mut self.body,
+            );
+            let payload = if self.gzip {
+                gzip(&self.body)?
+            } else {
+                Bytes::copy_from_slice(&self.body)
+            };
+            return Ok(Some(Ready {
+                ticket,
+                n_spans: self.built.spans.len() as u64,
+                completed_calls: self.built.completed_calls,
+                payload,
+            }));
+        }
+        Ok(None)
+    }
 }
 
 fn gzip(body: &[u8]) -> Result<Bytes, Error> {
