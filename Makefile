@@ -47,7 +47,7 @@ bench:
 	taskset -c 0 $(CARGO) bench -p claudewatch-enrich --bench pipeline
 
 ## bench-serve: loadgen against serve pinned to one core, per protocol (BENCH_CONCURRENCY exporters, default 32,
-## at full speed; 16 at 50,000 spans/s); serve's CPU share and µs per span; enrich on the same payload as the ceiling.
+## at full speed; 16 at 50,000 spans/s); serve's CPU share and µs per span, the generator's CPU share; enrich on the same payload as the ceiling.
 bench-serve:
 	$(CARGO) build --release --locked -p claudewatch
 	sh bench/serve.sh $(BENCH_SECONDS)
