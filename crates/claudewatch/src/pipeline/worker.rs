@@ -417,19 +417,18 @@ impl Worker {
                     Err(TryRecvError::Disconnected) => None,
                 }
             };
-            let Some(done) = done else {
-                // The checkpoint thread is gone: nothing more comes back, and
-                // a waiting checkpoint is committed here.
-                self.commit_in_flight = false;
-                if let Some(next) = self.next_commit.take() {
-                    self.request_commit(next);
-                }
-                break;
-            };
             self.commit_in_flight = false;
-            self.committed(done);
+            // `None`: the checkpoint thread is gone, nothing more comes back,
+            // and a waiting checkpoint is committed here (`request_commit`).
+            let gone = done.is_none();
+            if let Some(done) = done {
+                self.committed(done);
+            }
             if let Some(next) = self.next_commit.take() {
                 self.request_commit(next);
+            }
+            if gone {
+                break;
             }
         }
     }
