@@ -2,7 +2,8 @@
 //! `clickhouse` crate at its defaults (LZ4, validation): schema migrations,
 //! field-by-field round trip of the fixture records, and the fault cases with
 //! exact counts (server down then back, a retried batch whose insert had
-//! succeeded, a refused row), rollups included.
+//! succeeded, a refused row, a table changed under the sink), rollups
+//! included.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -368,6 +369,61 @@ fn refused_rows(with_constraint_violation: bool) {
             .load(std::sync::atomic::Ordering::Relaxed),
         bad
     );
+    drop(sink);
+    server.stop();
+}
+
+/// The rows are sent as the journal holds them, under a header of the
+/// table's types read once: a table that changed only in `LowCardinality`
+/// (same bytes) takes them after one refused attempt and a fresh read; a
+/// table that no longer fits the rows holds them in the journal, retried and
+/// never dead-lettered, until it fits again.
+#[test]
+fn a_table_changed_under_the_sink_holds_the_rows_until_they_fit() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let data = tempfile::tempdir().unwrap();
+    let server = LocalClickHouse::start(&data.path().join("ch"), 0);
+    let rt = runtime();
+    migrate(&rt, &server);
+    let config = config(&server, data.path());
+    let client = config.client();
+    let records = common::synthetic(3, 1_100);
+    let mut sink = ClickHouseSink::open(&config).unwrap();
+    sink.recover(None).unwrap();
+    let stored = || rt.block_on(count(&client, "SELECT count() FROM llm_calls"));
+
+    store(&mut sink, &records[..500]);
+    assert!(sink.wait_idle(Duration::from_secs(60)));
+    assert_eq!(stored(), 500);
+
+    let alter = |sql: &str| rt.block_on(client.query(sql).execute()).unwrap();
+    alter("ALTER TABLE llm_calls MODIFY COLUMN environment Nullable(String)");
+    let retries = sink.stats().retries.load(Relaxed);
+    store(&mut sink, &records[500..1_000]);
+    assert!(sink.wait_idle(Duration::from_secs(60)));
+    assert_eq!(stored(), 1_000);
+    assert_eq!(
+        sink.stats().retries.load(Relaxed),
+        retries + 1,
+        "one attempt under the old header, refused by ClickHouse"
+    );
+
+    alter("ALTER TABLE llm_calls MODIFY COLUMN http_status Nullable(UInt32)");
+    let retries = sink.stats().retries.load(Relaxed);
+    store(&mut sink, &records[1_000..]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sink.stats().retries.load(Relaxed) < retries + 3 {
+        assert!(std::time::Instant::now() < deadline, "no retries");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(sink.backlog_rows(), 100);
+    assert_eq!(stored(), 1_000);
+    assert_eq!(sink.stats().dead_letters.load(Relaxed), 0);
+
+    alter("ALTER TABLE llm_calls MODIFY COLUMN http_status Nullable(UInt16)");
+    assert!(sink.wait_idle(Duration::from_secs(60)));
+    rt.block_on(common::assert_rollups_match(&client, 1_100));
+    assert!(!config.dead_letter_path.exists());
     drop(sink);
     server.stop();
 }

@@ -2,6 +2,9 @@
 //! batch in journal order, each batch with its deduplication token, retried
 //! with exponential backoff and full jitter until ClickHouse confirms it.
 //!
+//! A batch is sent as the journal holds it (see [`header`]): no row is
+//! decoded or serialized again on the way.
+//!
 //! A batch ClickHouse refuses because of its data (not connectivity, not the
 //! server's state) is split in halves, each inserted under a token derived
 //! from the batch's and the half's range, until the refused rows are alone:
@@ -19,7 +22,10 @@ use claudewatch_model::CallRecord;
 use clickhouse::Client;
 
 use super::journal::{BatchLimits, Group, Journal};
-use super::row::{self, CallRowRef};
+use bytes::Bytes;
+
+use super::header::{self, TableHeader};
+use super::row;
 use crate::SinkError;
 
 /// ClickHouse exception codes that are about the rows themselves: retrying
@@ -56,8 +62,12 @@ pub fn exception_code(e: &clickhouse::error::Error) -> Option<u32> {
 
 /// Whether ClickHouse refused the rows themselves (see [`DATA_ERROR_CODES`];
 /// also `TOO_MANY_PARTS` when it is about partitions in one insert, which a
-/// smaller batch fixes).
+/// smaller batch fixes). A header the table does not match is not: the rows
+/// are fine, the table changed (see [`header`]).
 pub fn is_data_error(e: &clickhouse::error::Error) -> bool {
+    if header::is_header_error(e) {
+        return false;
+    }
     match exception_code(e) {
         Some(252) => e.to_string().contains("partitions for single INSERT"),
         Some(code) => DATA_ERROR_CODES.contains(&code),
@@ -180,6 +190,8 @@ pub struct Shared {
     pub stats: Arc<ClickHouseStats>,
     /// The dead-letter file.
     pub dead_letters: Mutex<DeadLetters>,
+    /// The header of the inserts (the table's columns, read once).
+    pub header: TableHeader,
 }
 
 impl Shared {
@@ -294,35 +306,50 @@ async fn insert_group(
     group: Group,
 ) -> Result<(), Failure> {
     let token = group.token();
-    let mut rows = Vec::with_capacity(group.rows as usize);
-    for payload in &group.payloads {
-        let before = rows.len();
-        if let Err(e) = row::decode_ref(payload, &mut rows) {
-            rows.truncate(before);
-            tracing::error!(error = %e, token, "ClickHouse journal entry does not decode: its rows are skipped");
-        }
-    }
+    let reason = match insert_retrying(
+        shared,
+        client,
+        settings,
+        &group.payloads,
+        group.rows,
+        &token,
+    )
+    .await
+    {
+        Ok(()) => return Ok(()),
+        Err(Failure::Data(reason)) => reason,
+        Err(Failure::Aborted) => return Err(Failure::Aborted),
+    };
+    let rows = split_rows(&group.payloads, &token);
     let n = rows.len();
-    let mut stack = vec![(0, n)];
     let mut rejected = Vec::new();
+    let mut stack = Vec::new();
+    if n == 1 {
+        rejected.push((0, reason));
+    } else {
+        split_warning(n, &reason);
+        stack.extend([(n / 2, n), (0, n / 2)]);
+    }
     while let Some((a, b)) = stack.pop() {
         if a == b {
             continue;
         }
-        let part_token = if (a, b) == (0, n) {
-            token.clone()
-        } else {
-            format!("{token}-{a}-{b}")
-        };
-        match insert_retrying(shared, client, settings, &rows[a..b], &part_token).await {
+        let part_token = format!("{token}-{a}-{b}");
+        let chunks = contiguous(&group.payloads, &rows[a..b]);
+        match insert_retrying(
+            shared,
+            client,
+            settings,
+            &chunks,
+            (b - a) as u64,
+            &part_token,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(Failure::Data(reason)) if b - a == 1 => rejected.push((a, reason)),
             Err(Failure::Data(reason)) => {
-                tracing::warn!(
-                    rows = b - a,
-                    reason,
-                    "ClickHouse refused a batch's data: splitting it to isolate the refused rows"
-                );
+                split_warning(b - a, &reason);
                 let mid = a + (b - a) / 2;
                 stack.push((mid, b));
                 stack.push((a, mid));
@@ -331,10 +358,21 @@ async fn insert_group(
         }
     }
     if !rejected.is_empty() {
-        let letters: Vec<(CallRecord, String)> = rejected
-            .into_iter()
-            .map(|(i, reason)| (rows[i].to_owned_row().into_record(), reason))
-            .collect();
+        let mut letters: Vec<(CallRecord, String)> = Vec::with_capacity(rejected.len());
+        for (i, reason) in rejected {
+            let at = rows[i];
+            let mut decoded = Vec::with_capacity(1);
+            match row::decode(&group.payloads[at.payload][at.start..at.end], &mut decoded) {
+                Ok(()) if decoded.len() == 1 => {
+                    letters.push((decoded.remove(0).into_record(), reason));
+                }
+                _ => tracing::error!(
+                    token,
+                    reason,
+                    "a refused ClickHouse row does not decode: it is dropped"
+                ),
+            }
+        }
         tracing::error!(
             rows = letters.len(),
             token,
@@ -361,22 +399,101 @@ async fn insert_group(
     Ok(())
 }
 
+fn split_warning(rows: usize, reason: &str) {
+    tracing::warn!(
+        rows,
+        reason,
+        "ClickHouse refused a batch's data: splitting it to isolate the refused rows"
+    );
+}
+
+/// One row of a batch: where its bytes are in the batch's payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RowAt {
+    /// Which payload of the batch.
+    payload: usize,
+    /// Its byte range in that payload.
+    start: usize,
+    end: usize,
+}
+
+/// The batch's rows, one by one (to isolate refused ones). A payload that
+/// does not decode (it passed the journal's checksum, so a bug) is skipped
+/// with an error: it cannot be split, and ClickHouse cannot take it.
+fn split_rows(payloads: &[Bytes], token: &str) -> Vec<RowAt> {
+    let mut rows = Vec::new();
+    for (payload, bytes) in payloads.iter().enumerate() {
+        match row::row_ends(bytes) {
+            Ok(ends) => {
+                let mut start = 0;
+                for end in ends {
+                    rows.push(RowAt {
+                        payload,
+                        start,
+                        end,
+                    });
+                    start = end;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, token, "ClickHouse journal entry does not decode: its rows are skipped");
+            }
+        }
+    }
+    rows
+}
+
+/// The bytes of `rows`, as few slices of `payloads` as possible (adjacent
+/// rows of one payload are one slice).
+fn contiguous(payloads: &[Bytes], rows: &[RowAt]) -> Vec<Bytes> {
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut run: Option<RowAt> = None;
+    for r in rows {
+        run = match run {
+            Some(mut cur) if cur.payload == r.payload && cur.end == r.start => {
+                cur.end = r.end;
+                Some(cur)
+            }
+            Some(cur) => {
+                out.push(payloads[cur.payload].slice(cur.start..cur.end));
+                Some(*r)
+            }
+            None => Some(*r),
+        };
+    }
+    if let Some(cur) = run {
+        out.push(payloads[cur.payload].slice(cur.start..cur.end));
+    }
+    out
+}
+
+/// Bytes handed to the client per `send` (each one compressed block), as
+/// the crate's own `Insert` does.
+const SEND_CHUNK: usize = 256 * 1024;
+
 async fn insert_once(
+    shared: &Shared,
     client: &Client,
     settings: &InserterSettings,
-    rows: &[CallRowRef<'_>],
+    chunks: &[Bytes],
     token: &str,
 ) -> clickhouse::error::Result<()> {
+    let header = shared.header.get(client, &settings.table).await?;
     let mut insert = client
-        .insert::<CallRowRef<'static>>(&settings.table)
-        .await?
+        .insert_formatted_with(header::insert_sql(&settings.table))
         .with_timeouts(Some(settings.insert_timeout), Some(settings.insert_timeout))
         .with_setting("insert_deduplicate", "1")
         .with_setting("insert_deduplication_token", token)
         .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1")
         .with_setting("async_insert", "0");
-    for r in rows {
-        insert.write(r).await?;
+    insert.send(header).await?;
+    for chunk in chunks {
+        let mut at = 0;
+        while at < chunk.len() {
+            let end = (at + SEND_CHUNK).min(chunk.len());
+            insert.send(chunk.slice(at..end)).await?;
+            at = end;
+        }
     }
     insert.end().await
 }
@@ -385,7 +502,8 @@ async fn insert_retrying(
     shared: &Shared,
     client: &Client,
     settings: &InserterSettings,
-    rows: &[CallRowRef<'_>],
+    chunks: &[Bytes],
+    rows: u64,
     token: &str,
 ) -> Result<(), Failure> {
     let mut backoff = settings.retry_initial;
@@ -394,12 +512,12 @@ async fn insert_retrying(
         if shared.abort.load(Ordering::Acquire) {
             return Err(Failure::Aborted);
         }
-        match insert_once(client, settings, rows, token).await {
+        match insert_once(shared, client, settings, chunks, token).await {
             Ok(()) => {
                 shared
                     .stats
                     .rows_inserted
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    .fetch_add(rows, Ordering::Relaxed);
                 shared.stats.inserts.fetch_add(1, Ordering::Relaxed);
                 if failures > 0 {
                     tracing::info!(failures, token, "ClickHouse insert succeeded after retries");
@@ -411,11 +529,11 @@ async fn insert_retrying(
                 failures += 1;
                 shared.stats.retries.fetch_add(1, Ordering::Relaxed);
                 if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(error = %e, failures, rows = rows.len(), token, "ClickHouse insert failed: retrying with backoff (the rows stay in the journal)");
+                    tracing::warn!(error = %e, failures, rows, token, "ClickHouse insert failed: retrying with backoff (the rows stay in the journal)");
                 }
-                if matches!(e, clickhouse::error::Error::SchemaMismatch(_)) {
-                    // The table changed under the crate's cached schema.
-                    client.clear_cached_metadata().await;
+                if header::is_header_error(&e) {
+                    // The table changed since its columns were read.
+                    shared.header.forget();
                 }
                 // Full jitter: uniform in [0, backoff].
                 let delay = backoff.mul_f64(fastrand::f64());
@@ -458,6 +576,13 @@ mod tests {
             "Code: 252. DB::Exception: Too many parts (300)"
         )));
         assert!(!is_data_error(&clickhouse::error::Error::TimedOut));
+        // The table changed: the rows are fine.
+        assert!(!is_data_error(&e(
+            "Code: 117. DB::Exception: Type of 'x' must be String, not UInt8: (while reading header): While executing BinaryRowInputFormat. (INCORRECT_DATA)"
+        )));
+        assert!(is_data_error(&e(
+            "Code: 117. DB::Exception: Cannot read all data. (INCORRECT_DATA)"
+        )));
         assert_eq!(exception_code(&e("Code: 62. DB::Exception")), Some(62));
     }
 }

@@ -22,6 +22,7 @@
 //!   entries the checkpoint does not cover (the spool replays their records).
 //!   So a record is never both in the journal and replayed.
 
+pub mod header;
 pub mod inserter;
 pub mod journal;
 pub mod row;
@@ -149,6 +150,7 @@ impl ClickHouseSink {
             abort: Default::default(),
             stats,
             dead_letters: Mutex::new(DeadLetters::new(config.dead_letter_path.clone())),
+            header: Default::default(),
         });
         {
             let j = shared.journal();

@@ -1,7 +1,7 @@
 //! One call record as a row of `llm_calls`: the RowBinary encoding the journal
-//! keeps (hand-written, no allocation per row), its decoding into [`CallRow`]
-//! (what the `clickhouse` crate inserts, validated against the table), and the
-//! way back to a [`CallRecord`].
+//! keeps and sends as it is (hand-written, no allocation per row; the columns
+//! and types it writes are [`COLUMNS`]), its decoding into [`CallRow`] (a row
+//! ClickHouse refused, a row read back), and the way back to a [`CallRecord`].
 //!
 //! Mapping (see `docs/schema.md`): `tenant`, `service` and `model_family` are
 //! sort-key columns and so not `Nullable`: a missing value is `''` (and `''`
@@ -17,6 +17,44 @@ use serde::{Deserialize, Serialize};
 
 /// Decimal places of the `cost_usd` column.
 pub const COST_SCALE: u32 = 18;
+
+/// The columns of `llm_calls` in the order [`encode`] writes them, each with
+/// the type its bytes are written as (the migration's type; see `header`).
+pub const COLUMNS: [(&str, &str); 33] = [
+    ("time_unix_nano", "DateTime64(9, 'UTC')"),
+    ("tenant", "LowCardinality(String)"),
+    ("service", "LowCardinality(String)"),
+    ("environment", "LowCardinality(Nullable(String))"),
+    ("organization_id", "LowCardinality(Nullable(String))"),
+    ("trace_id", "Nullable(String)"),
+    ("span_id", "Nullable(String)"),
+    ("request_id", "Nullable(String)"),
+    ("response_id", "Nullable(String)"),
+    ("provider", "LowCardinality(Nullable(String))"),
+    ("model", "LowCardinality(Nullable(String))"),
+    ("model_family", "LowCardinality(String)"),
+    ("stream", "Nullable(Bool)"),
+    ("http_status", "Nullable(UInt16)"),
+    ("error_type", "LowCardinality(Nullable(String))"),
+    ("outcome", "LowCardinality(String)"),
+    ("blame", "LowCardinality(Nullable(String))"),
+    ("retryable", "Bool"),
+    ("overload", "Bool"),
+    ("limit_kind", "LowCardinality(Nullable(String))"),
+    ("stop_reason", "LowCardinality(Nullable(String))"),
+    ("input_tokens", "Nullable(UInt64)"),
+    ("cache_read_tokens", "Nullable(UInt64)"),
+    ("cache_write_tokens", "Nullable(UInt64)"),
+    ("cache_write_1h_tokens", "Nullable(UInt64)"),
+    ("output_tokens", "Nullable(UInt64)"),
+    ("cost_usd", "Nullable(Decimal(38, 18))"),
+    ("unpriced", "Bool"),
+    ("ttft_ms", "Nullable(Float64)"),
+    ("duration_ms", "Nullable(Float64)"),
+    ("retry_attempt", "Nullable(UInt32)"),
+    ("source", "LowCardinality(String)"),
+    ("attributes", "Map(LowCardinality(String), String)"),
+];
 
 /// One row of `llm_calls`, field for field (same names, same order as the table).
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
@@ -90,8 +128,8 @@ pub struct CallRow {
 }
 
 /// [`CallRow`] borrowing its text from the journal's bytes: what the
-/// inserter sends (no copy of any string per row).
-#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize)]
+/// decoder reads before copying.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CallRowRef<'a> {
     /// `DateTime64(9, 'UTC')`: nanoseconds since the epoch.
     pub time_unix_nano: i64,
@@ -161,16 +199,9 @@ pub struct CallRowRef<'a> {
     pub attributes: Attributes<'a>,
 }
 
-/// The attributes of a [`CallRowRef`] in the journal's order, serialized as
-/// the `Map(String, String)` they are.
+/// The attributes of a [`CallRowRef`] in the journal's order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Attributes<'a>(pub Vec<(&'a str, &'a str)>);
-
-impl Serialize for Attributes<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().copied())
-    }
-}
 
 /// Why a record cannot become a row (it goes to the dead-letter file instead).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -439,14 +470,15 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes RowBinary rows written by [`encode`], appending them to `out`
-/// (borrowing every string from `bytes`).
-pub fn decode_ref<'a>(bytes: &'a [u8], out: &mut Vec<CallRowRef<'a>>) -> Result<(), RowError> {
+/// Where each row of `bytes` (written by [`encode`]) ends.
+pub fn row_ends(bytes: &[u8]) -> Result<Vec<usize>, RowError> {
     let mut r = Reader { bytes, at: 0 };
+    let mut ends = Vec::new();
     while r.at < bytes.len() {
-        out.push(r.row()?);
+        r.row()?;
+        ends.push(r.at);
     }
-    Ok(())
+    Ok(ends)
 }
 
 /// Decodes RowBinary rows written by [`encode`], appending them to `out`.
@@ -588,7 +620,7 @@ mod tests {
     }
 
     #[test]
-    fn the_borrowed_row_is_the_owned_one_and_its_attributes_a_map() {
+    fn attributes_decode_as_the_sorted_map_they_were() {
         let mut r = record();
         r.attributes.clear();
         r.attributes.insert("b", "2");
@@ -596,11 +628,10 @@ mod tests {
         let mut buf = Vec::new();
         encode(&r, &mut buf).unwrap();
         let mut rows = Vec::new();
-        decode_ref(&buf, &mut rows).unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].to_owned_row(), CallRow::from_record(&r).unwrap());
-        let json = serde_json::to_value(&rows[0].attributes).unwrap();
-        assert_eq!(json, serde_json::json!({"a": "1 é", "b": "2"}));
+        decode(&buf, &mut rows).unwrap();
+        assert_eq!(rows, vec![CallRow::from_record(&r).unwrap()]);
+        let keys: Vec<&str> = rows[0].attributes.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["a", "b"]);
     }
 
     #[test]
@@ -637,5 +668,23 @@ mod tests {
         encode(&record(), &mut buf).unwrap();
         let mut rows = Vec::new();
         assert!(decode(&buf[..buf.len() - 1], &mut rows).is_err());
+    }
+
+    #[test]
+    fn the_columns_are_the_rows_fields_in_order() {
+        let names: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, <CallRow as clickhouse::Row>::COLUMN_NAMES);
+    }
+
+    #[test]
+    fn row_ends_finds_each_row_and_refuses_a_torn_one() {
+        let mut buf = Vec::new();
+        let mut r = record();
+        encode(&r, &mut buf).unwrap();
+        let first = buf.len();
+        r.attributes.insert("k", "v");
+        encode(&r, &mut buf).unwrap();
+        assert_eq!(row_ends(&buf).unwrap(), vec![first, buf.len()]);
+        assert!(row_ends(&buf[..buf.len() - 1]).is_err());
     }
 }
