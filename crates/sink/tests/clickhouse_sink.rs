@@ -46,6 +46,24 @@ fn migrate(rt: &tokio::runtime::Runtime, server: &LocalClickHouse) {
     .unwrap();
 }
 
+/// A temporary directory, the local server in it with the schema applied,
+/// the sink's configuration and a client.
+fn migrated() -> (
+    tempfile::TempDir,
+    LocalClickHouse,
+    tokio::runtime::Runtime,
+    ClickHouseConfig,
+    Client,
+) {
+    let data = tempfile::tempdir().unwrap();
+    let server = LocalClickHouse::start(&data.path().join("ch"), 0);
+    let rt = runtime();
+    migrate(&rt, &server);
+    let config = config(&server, data.path());
+    let client = config.client();
+    (data, server, rt, config, client)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -258,12 +276,7 @@ fn a_full_journal_fails_flush_without_losing_what_it_holds() {
 
 #[test]
 fn a_batch_retried_after_its_insert_succeeded_is_stored_once() {
-    let data = tempfile::tempdir().unwrap();
-    let server = LocalClickHouse::start(&data.path().join("ch"), 0);
-    let rt = runtime();
-    migrate(&rt, &server);
-    let config = config(&server, data.path());
-    let client = config.client();
+    let (data, server, rt, config, client) = migrated();
     let records = common::synthetic(1, 3_000);
     let mut sink = ClickHouseSink::open(&config).unwrap();
     sink.recover(None).unwrap();
@@ -315,12 +328,7 @@ fn a_row_clickhouse_refuses_is_dead_lettered_and_the_rest_stored() {
 }
 
 fn refused_rows(with_constraint_violation: bool) {
-    let data = tempfile::tempdir().unwrap();
-    let server = LocalClickHouse::start(&data.path().join("ch"), 0);
-    let rt = runtime();
-    migrate(&rt, &server);
-    let config = config(&server, data.path());
-    let client = config.client();
+    let (_data, server, rt, config, client) = migrated();
     let mut records = common::synthetic(2, 1_000);
     if with_constraint_violation {
         records[321].time_unix_nano = 915_184_800_000_000_000; // 1999-01-01
@@ -381,12 +389,7 @@ fn refused_rows(with_constraint_violation: bool) {
 #[test]
 fn a_table_changed_under_the_sink_holds_the_rows_until_they_fit() {
     use std::sync::atomic::Ordering::Relaxed;
-    let data = tempfile::tempdir().unwrap();
-    let server = LocalClickHouse::start(&data.path().join("ch"), 0);
-    let rt = runtime();
-    migrate(&rt, &server);
-    let config = config(&server, data.path());
-    let client = config.client();
+    let (_data, server, rt, config, client) = migrated();
     let records = common::synthetic(3, 1_100);
     let mut sink = ClickHouseSink::open(&config).unwrap();
     sink.recover(None).unwrap();
