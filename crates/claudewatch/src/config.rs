@@ -137,8 +137,8 @@ pub struct ClickHouseSection {
     /// Bytes of row data per insert at most.
     pub batch_bytes: usize,
     /// A smaller batch is inserted once its oldest rows waited this long, or
-    /// sooner when nothing more is on its way and no small batch went within
-    /// this long.
+    /// sooner when nothing more is on its way and no batch went early for
+    /// that reason within this long.
     pub batch_age_ms: u64,
     /// Batches inserted at the same time.
     pub max_in_flight: usize,

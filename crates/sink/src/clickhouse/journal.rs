@@ -79,9 +79,9 @@ pub struct BatchLimits {
     pub bytes: u64,
     /// A batch smaller than the limits is cut once its oldest entry waited
     /// this long, or sooner when the journal was told nothing more is on its
-    /// way ([`Journal::quiet`]) and no small batch was cut within this long:
-    /// so small inserts, each a ClickHouse part for few rows, come at most
-    /// about once per `age`.
+    /// way ([`Journal::quiet`]) and no batch was cut early for that reason
+    /// within this long: so small inserts, each a ClickHouse part for few
+    /// rows, come at most about twice per `age` (one by age, one early).
     pub age: Duration,
 }
 
@@ -108,8 +108,8 @@ pub struct Journal {
     in_flight: BTreeSet<u64>,
     /// Nothing more on its way since the last append ([`Journal::quiet`]).
     quiet: bool,
-    /// When the last batch smaller than the limits was cut.
-    last_small_cut: Option<Instant>,
+    /// When the last batch was cut early because the journal was quiet.
+    last_quiet_cut: Option<Instant>,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SinkError {
@@ -187,7 +187,7 @@ impl Journal {
             done: BTreeSet::new(),
             in_flight: BTreeSet::new(),
             quiet: false,
-            last_small_cut: None,
+            last_quiet_cut: None,
         };
         // Groups whose entries are all done were confirmed just before a crash.
         let pending = &journal.pending;
@@ -307,7 +307,7 @@ impl Journal {
     /// When a small batch may be cut early because the journal is quiet.
     fn quiet_due(&self, age: Duration) -> Option<Instant> {
         self.quiet.then(|| {
-            self.last_small_cut
+            self.last_quiet_cut
                 .map_or_else(Instant::now, |cut| cut + age)
         })
     }
@@ -360,11 +360,12 @@ impl Journal {
         let quiet = self
             .quiet_due(limits.age)
             .is_some_and(|at| at <= Instant::now());
-        if !(full || force || quiet || oldest.elapsed() >= limits.age) {
+        let aged = oldest.elapsed() >= limits.age;
+        if !(full || force || quiet || aged) {
             return Ok(None);
         }
-        if !full {
-            self.last_small_cut = Some(Instant::now());
+        if !(full || force || aged) {
+            self.last_quiet_cut = Some(Instant::now());
         }
         let mut state = self.state.clone();
         state.groups.push((first, last));
@@ -540,7 +541,7 @@ mod tests {
         j.quiet();
         assert!(
             j.next_group(LIMITS, false).unwrap().is_none(),
-            "quiet again, but a small batch went just now"
+            "quiet again, but a batch went early just now"
         );
         let due = j.next_due(LIMITS.age).unwrap();
         assert!(due <= cut + LIMITS.age && due > Instant::now() + LIMITS.age / 2);
@@ -548,11 +549,32 @@ mod tests {
         j.append(&[chunk(1, 3)]).unwrap();
         j.release(3).unwrap();
         assert!(j.next_due(LIMITS.age).unwrap() > cut + LIMITS.age);
-        // Full batches go at once and do not count as small ones.
+        // Full batches go at once and do not count as early ones.
         j.append(&[chunk(8, 4)]).unwrap();
         j.release(4).unwrap();
         let g = j.next_group(LIMITS, false).unwrap().unwrap();
         assert_eq!((g.first, g.last, g.rows), (1, 3, 10));
+    }
+
+    #[test]
+    fn a_batch_cut_by_age_does_not_hold_back_the_quiet_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let short = BatchLimits {
+            age: Duration::from_millis(30),
+            ..LIMITS
+        };
+        j.append(&[chunk(1, 1)]).unwrap();
+        j.release(1).unwrap();
+        std::thread::sleep(short.age);
+        let g = j.next_group(short, false).unwrap().unwrap();
+        assert_eq!((g.first, g.last), (0, 0), "cut by age");
+        // The end of a burst: the last rows, then nothing more.
+        j.append(&[chunk(1, 2)]).unwrap();
+        j.release(2).unwrap();
+        j.quiet();
+        let g = j.next_group(short, false).unwrap().unwrap();
+        assert_eq!((g.first, g.last), (1, 1), "quiet: sent at once");
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub struct ClickHouseConfig {
     pub batch_bytes: usize,
     /// A batch smaller than the limits is inserted once its oldest rows waited
     /// this long, or sooner when nothing more is on its way (serve's merge
-    /// windows are empty) and no other small batch went within this long.
+    /// windows are empty) and no other batch went early for that reason
+    /// within this long.
     pub batch_age: Duration,
     /// Directory of the journal.
     pub journal_dir: PathBuf,
