@@ -75,6 +75,9 @@ pub fn without_low_cardinality(t: &str) -> String {
 /// The header for a table whose columns are `table` (name, type), or why the
 /// rows [`row::encode`](super::row::encode) writes do not fit it.
 pub fn build(table: &[(String, String)]) -> Result<Bytes, String> {
+    if table.is_empty() {
+        return Err("no such table (`claudewatch migrate` creates it)".into());
+    }
     let mut types = Vec::with_capacity(COLUMNS.len());
     for (name, written) in COLUMNS {
         let Some((_, theirs)) = table.iter().find(|(n, _)| n == name) else {
@@ -241,6 +244,7 @@ mod tests {
         // A missing column: refused.
         table.remove(0);
         assert!(build(&table).unwrap_err().contains("time_unix_nano"));
+        assert!(build(&[]).unwrap_err().contains("migrate"));
     }
 
     #[test]

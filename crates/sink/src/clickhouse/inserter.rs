@@ -326,7 +326,7 @@ async fn insert_group(
     let mut stack = Vec::new();
     if n == 1 {
         rejected.push((0, reason));
-    } else {
+    } else if n > 1 {
         split_warning(n, &reason);
         stack.extend([(n / 2, n), (0, n / 2)]);
     }
