@@ -3,9 +3,8 @@
 //! Money is `rust_decimal::Decimal` end to end: prices are parsed from decimal
 //! strings, never through a binary float, and every product is exact.
 
-use std::collections::HashMap;
-
 use rust_decimal::Decimal;
+use rustc_hash::FxHashMap as HashMap;
 use serde::Deserialize;
 
 /// The built-in price table (`data/prices.toml`).
@@ -143,7 +142,99 @@ pub struct Multipliers {
 #[derive(Debug, Clone)]
 pub struct PriceTable {
     multipliers: Multipliers,
-    models: HashMap<String, Vec<ModelPrice>>,
+    models: HashMap<String, Vec<Priced>>,
+}
+
+/// A price entry with its rates as integers, for the integer cost path.
+#[derive(Debug, Clone)]
+struct Priced {
+    price: ModelPrice,
+    rates: Option<Rates>,
+    long_context_rates: Option<Rates>,
+}
+
+/// Decimal places of a [`Rates`] unit: 10^-9 USD per million tokens.
+const RATE_SCALE: u32 = 9;
+
+/// One price's five rates per million tokens (the cache ones multiplied
+/// out), each an exact integer number of 10^-9 USD. A price with a rate not
+/// exact at that scale (more decimals) has none and takes the decimal path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rates {
+    input: u64,
+    write_5m: u64,
+    write_1h: u64,
+    read: u64,
+    output: u64,
+}
+
+impl Rates {
+    /// The rates of `input` and `output`, each rate being the very decimal
+    /// the decimal path multiplies tokens by.
+    fn of(input: Decimal, output: Decimal, m: &Multipliers) -> Option<Rates> {
+        Some(Rates {
+            input: units(input)?,
+            write_5m: units(input * m.cache_write_5m)?,
+            write_1h: units(input * m.cache_write_1h)?,
+            read: units(input * m.cache_read)?,
+            output: units(output)?,
+        })
+    }
+
+    /// Sum of tokens times rate, in 10^-(9+6) USD; `None` on overflow.
+    fn total(
+        &self,
+        input: u64,
+        write_5m: u64,
+        write_1h: u64,
+        read: u64,
+        output: u64,
+    ) -> Option<u128> {
+        let term = |n: u64, rate: u64| u128::from(n).checked_mul(u128::from(rate));
+        term(input, self.input)?
+            .checked_add(term(write_5m, self.write_5m)?)?
+            .checked_add(term(write_1h, self.write_1h)?)?
+            .checked_add(term(read, self.read)?)?
+            .checked_add(term(output, self.output)?)
+    }
+}
+
+/// `d` as an integer number of 10^-9, if exact and in range.
+fn units(d: Decimal) -> Option<u64> {
+    let d = d.normalize();
+    if d.is_sign_negative() || d.scale() > RATE_SCALE {
+        return None;
+    }
+    let scaled = d
+        .mantissa()
+        .checked_mul(10i128.checked_pow(RATE_SCALE - d.scale())?)?;
+    u64::try_from(scaled).ok()
+}
+
+/// `total` 10^-`scale` USD as the normalized decimal (no trailing zeros),
+/// what the decimal path's `normalize` gives; `None` past Decimal's range.
+fn normalized(mut total: u128, mut scale: u32) -> Option<Decimal> {
+    if total == 0 {
+        return Some(Decimal::ZERO);
+    }
+    // In 64 bits when it fits (nearly always): a division by 10 is then a
+    // multiplication, where a 128-bit one is a library call.
+    if let Ok(mut small) = u64::try_from(total) {
+        while scale > 0 && small.is_multiple_of(10) {
+            small /= 10;
+            scale -= 1;
+        }
+        total = u128::from(small);
+    }
+    while scale > 0 && total.is_multiple_of(10) {
+        total /= 10;
+        scale -= 1;
+    }
+    // Decimal's mantissa is 96 bits.
+    if total >= 1u128 << 96 {
+        return None;
+    }
+    Decimal::try_from_i128_with_scale(total as i128, scale).ok()
 }
 
 /// Token counts of one call, as the API means them.
@@ -179,7 +270,7 @@ impl PriceTable {
             cache_read: m.cache_read.parse("multipliers", "cache_read")?,
             batch: m.batch.parse("multipliers", "batch")?,
         };
-        let mut models: HashMap<String, Vec<ModelPrice>> = HashMap::new();
+        let mut models: HashMap<String, Vec<Priced>> = HashMap::default();
         for entry in file.models {
             let family = entry.family.trim().to_ascii_lowercase();
             let day = parse_date(&entry.effective_from).ok_or_else(|| PriceTableError::Date {
@@ -200,10 +291,19 @@ impl PriceTable {
                 output: entry.output.parse(&family, "output")?,
                 long_context,
             };
-            models.entry(family).or_default().push(price);
+            let rates = Rates::of(price.input, price.output, &multipliers);
+            let long_context_rates = price
+                .long_context
+                .as_ref()
+                .and_then(|lc| Rates::of(lc.input, lc.output, &multipliers));
+            models.entry(family).or_default().push(Priced {
+                price,
+                rates,
+                long_context_rates,
+            });
         }
         for list in models.values_mut() {
-            list.sort_by_key(|p| p.effective_from_day);
+            list.sort_by_key(|p| p.price.effective_from_day);
         }
         Ok(PriceTable {
             multipliers,
@@ -219,6 +319,10 @@ impl PriceTable {
     /// The price of `family` in force at `time_unix_nano` (0 = now: the newest
     /// entry). A call dated before the first entry uses the first entry.
     pub fn price(&self, family: &str, time_unix_nano: u64) -> Option<&ModelPrice> {
+        self.priced(family, time_unix_nano).map(|p| &p.price)
+    }
+
+    fn priced(&self, family: &str, time_unix_nano: u64) -> Option<&Priced> {
         let list = self.models.get(family)?;
         if time_unix_nano == 0 {
             return list.last();
@@ -226,11 +330,15 @@ impl PriceTable {
         let day = (time_unix_nano / 86_400_000_000_000) as i64;
         list.iter()
             .rev()
-            .find(|p| p.effective_from_day <= day)
+            .find(|p| p.price.effective_from_day <= day)
             .or_else(|| list.first())
     }
 
     /// Exact cost of a call in USD, or `None` when the family has no price.
+    ///
+    /// Prices whose rates are exact at 10^-9 USD per million tokens (every
+    /// real one) are summed in integers; the rest, and batch calls, take the
+    /// decimal path. Both give the same normalized decimal.
     pub fn cost(
         &self,
         family: &str,
@@ -238,18 +346,23 @@ impl PriceTable {
         tokens: BillableTokens,
         batch: bool,
     ) -> Option<Decimal> {
-        let price = self.price(family, time_unix_nano)?;
+        let priced = self.priced(family, time_unix_nano)?;
+        if !batch {
+            if let Some(usd) = integer_cost(priced, tokens) {
+                return Some(usd);
+            }
+        }
+        Some(self.decimal_cost(&priced.price, tokens, batch))
+    }
+
+    /// [`PriceTable::cost`] in decimals.
+    fn decimal_cost(&self, price: &ModelPrice, tokens: BillableTokens, batch: bool) -> Decimal {
         let m = &self.multipliers;
-        let total_input = tokens
-            .input
-            .saturating_add(tokens.cache_read)
-            .saturating_add(tokens.cache_write);
+        let (long, write_5m, write_1h) = long_context_and_writes(price, &tokens);
         let (input_price, output_price) = match &price.long_context {
-            Some(lc) if total_input > lc.threshold_tokens => (lc.input, lc.output),
+            Some(lc) if long => (lc.input, lc.output),
             _ => (price.input, price.output),
         };
-        let write_1h = tokens.cache_write_1h.min(tokens.cache_write);
-        let write_5m = tokens.cache_write - write_1h;
         // Zero terms are skipped: most calls have no cache activity.
         let term = |n: u64, price: Decimal| {
             if n == 0 {
@@ -272,8 +385,41 @@ impl PriceTable {
         if batch {
             usd *= m.batch;
         }
-        Some(usd.normalize())
+        usd.normalize()
     }
+}
+
+/// The split of a call's tokens the rates apply to: (input tokens above
+/// the long-context threshold, 5-minute writes, 1-hour writes).
+fn long_context_and_writes(price: &ModelPrice, tokens: &BillableTokens) -> (bool, u64, u64) {
+    let total_input = tokens
+        .input
+        .saturating_add(tokens.cache_read)
+        .saturating_add(tokens.cache_write);
+    let long = price
+        .long_context
+        .as_ref()
+        .is_some_and(|lc| total_input > lc.threshold_tokens);
+    let write_1h = tokens.cache_write_1h.min(tokens.cache_write);
+    (long, tokens.cache_write - write_1h, write_1h)
+}
+
+/// The cost in integers, when the price has integer rates and the sum fits.
+fn integer_cost(priced: &Priced, tokens: BillableTokens) -> Option<Decimal> {
+    let (long, write_5m, write_1h) = long_context_and_writes(&priced.price, &tokens);
+    let rates = if long {
+        priced.long_context_rates?
+    } else {
+        priced.rates?
+    };
+    let total = rates.total(
+        tokens.input,
+        write_5m,
+        write_1h,
+        tokens.cache_read,
+        tokens.output,
+    )?;
+    normalized(total, RATE_SCALE + 6)
 }
 
 /// `YYYY-MM-DD` to days since 1970-01-01.
@@ -539,7 +685,73 @@ mod tests {
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
     }
 
+    #[test]
+    fn every_built_in_price_has_integer_rates() {
+        let t = PriceTable::default_table();
+        for (family, list) in &t.models {
+            for p in list {
+                assert!(p.rates.is_some(), "{family}");
+                assert_eq!(
+                    p.price.long_context.is_some(),
+                    p.long_context_rates.is_some(),
+                    "{family}"
+                );
+            }
+        }
+        let sonnet = t.priced("claude-sonnet-4-5", 0).unwrap().rates.unwrap();
+        // $3 and $15 per million; writes 1.25x and 2x; reads 0.1x.
+        assert_eq!(
+            (
+                sonnet.input,
+                sonnet.write_5m,
+                sonnet.write_1h,
+                sonnet.read,
+                sonnet.output
+            ),
+            (
+                3_000_000_000,
+                3_750_000_000,
+                6_000_000_000,
+                300_000_000,
+                15_000_000_000
+            )
+        );
+    }
+
+    #[test]
+    fn a_rate_with_more_than_nine_decimals_takes_the_decimal_path() {
+        let t = with_multipliers(
+            r#"model = [{ family = "claude-x-1", effective_from = "2025-01-01", input = "0.0000000003", output = "1" }]"#,
+        );
+        assert!(t.priced("claude-x-1", 0).unwrap().rates.is_none());
+        let tok = BillableTokens {
+            input: 10,
+            output: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            t.cost("claude-x-1", 0, tok, false),
+            Some(dec("0.000001000000003"))
+        );
+    }
+
     proptest::proptest! {
+        #[test]
+        fn the_integer_path_equals_the_decimal_path(
+            family in proptest::sample::select(vec!["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1", "claude-3-5-haiku", "claude-sonnet-4"]),
+            input in 0u64..400_000, output in 0u64..200_000, read in 0u64..300_000,
+            write in 0u64..100_000, write_1h in 0u64..150_000,
+        ) {
+            let t = PriceTable::default_table();
+            let tokens = BillableTokens { input, output, cache_read: read, cache_write: write, cache_write_1h: write_1h };
+            if let Some(priced) = t.priced(family, 0) {
+                let fast = integer_cost(priced, tokens).unwrap();
+                let slow = t.decimal_cost(&priced.price, tokens, false);
+                proptest::prop_assert_eq!(fast, slow);
+                proptest::prop_assert_eq!(fast.to_string(), slow.to_string());
+            }
+        }
+
         #[test]
         fn cost_is_additive_and_exact(input in 0u64..5_000_000, out in 0u64..1_000_000, read in 0u64..1_000_000) {
             let t = PriceTable::default_table();
