@@ -5,7 +5,7 @@
 //! [`Merged`] view; then the owned strings are moved (not copied) out of the
 //! observations into the record.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use claudewatch_model::{CallRecord, Decimal, Outcome};
 
