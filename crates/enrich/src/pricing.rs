@@ -389,8 +389,8 @@ impl PriceTable {
     }
 }
 
-/// The split of a call's tokens the rates apply to: (input tokens above
-/// the long-context threshold, 5-minute writes, 1-hour writes).
+/// What a call's tokens are priced as: (whether the long-context rates
+/// apply, 5-minute cache writes, 1-hour cache writes).
 fn long_context_and_writes(price: &ModelPrice, tokens: &BillableTokens) -> (bool, u64, u64) {
     let total_input = tokens
         .input

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use clickhouse::{error::Error, Client};
 
-use super::row::COLUMNS;
+use super::row::{put_str, put_varint, COLUMNS};
 
 /// The `INSERT` statement for `table` (in the client's database).
 pub fn insert_sql(table: &str) -> String {
@@ -101,19 +101,6 @@ pub fn build(table: &[(String, String)]) -> Result<Bytes, String> {
         put_str(&mut out, t);
     }
     Ok(Bytes::from(out))
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// Whether ClickHouse refused an insert because its header does not match
