@@ -136,6 +136,9 @@ pub struct ClickHouseSection {
     pub batch_rows: usize,
     /// Bytes of row data per insert at most.
     pub batch_bytes: usize,
+    /// When more than a batch waits (ClickHouse is behind), one insert takes
+    /// up to this many batches' worth of the waiting rows (1: never more).
+    pub catch_up_batches: usize,
     /// A smaller batch is inserted once its oldest rows waited this long, or
     /// sooner when nothing more is on its way and no batch went early for
     /// that reason within this long.
@@ -170,6 +173,7 @@ impl Default for ClickHouseSection {
             ttl_days: 90,
             batch_rows: d.batch_rows,
             batch_bytes: d.batch_bytes,
+            catch_up_batches: d.catch_up_batches,
             batch_age_ms: d.batch_age.as_millis() as u64,
             max_in_flight: d.max_in_flight,
             journal_dir: d.journal_dir,
@@ -194,6 +198,7 @@ impl ClickHouseSection {
             password: self.password.clone(),
             batch_rows: self.batch_rows,
             batch_bytes: self.batch_bytes,
+            catch_up_batches: self.catch_up_batches,
             batch_age: Duration::from_millis(self.batch_age_ms),
             journal_dir: self.journal_dir.clone(),
             max_journal_bytes: self.max_journal_bytes,

@@ -514,8 +514,15 @@ async fn insert_retrying(
         if shared.abort.load(Ordering::Acquire) {
             return Err(Failure::Aborted);
         }
+        let started = Instant::now();
         match insert_once(shared, client, settings, chunks, token).await {
             Ok(()) => {
+                tracing::debug!(
+                    rows,
+                    token,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "ClickHouse insert confirmed"
+                );
                 shared
                     .stats
                     .rows_inserted

@@ -77,6 +77,11 @@ pub struct BatchLimits {
     pub rows: u64,
     /// Bytes of row data per batch.
     pub bytes: u64,
+    /// When more than a batch waits (ClickHouse is behind), one batch takes
+    /// up to this many times the limits of the rows already waiting: fewer,
+    /// larger inserts, so fewer parts for ClickHouse to write and merge
+    /// while it catches up. 1: batches never exceed the limits.
+    pub catch_up: u64,
     /// A batch smaller than the limits is cut once its oldest entry waited
     /// this long, or sooner when the journal was told nothing more is on its
     /// way ([`Journal::quiet`]) and no batch was cut early for that reason
@@ -339,24 +344,30 @@ impl Journal {
             return Ok(None);
         };
         let oldest = p.appended;
+        let catch_up = limits.catch_up.max(1);
+        let (cap_rows, cap_bytes) = (
+            limits.rows.saturating_mul(catch_up),
+            limits.bytes.saturating_mul(catch_up),
+        );
         let mut last = first;
         let mut rows = 0u64;
         let mut bytes = 0u64;
+        // A batch's worth waits: cut now, taking what waits up to the cap.
         let mut full = false;
         for (&s, p) in it {
             let (r, b) = (u64::from(p.rows), p.payload.len() as u64);
-            if s != first && (rows + r > limits.rows || bytes + b > limits.bytes) {
-                full = true;
+            full |= rows + r > limits.rows || bytes + b > limits.bytes;
+            if s != first && (rows + r > cap_rows || bytes + b > cap_bytes) {
                 break;
             }
             rows += r;
             bytes += b;
             last = s;
-            if rows >= limits.rows || bytes >= limits.bytes {
-                full = true;
+            if rows >= cap_rows || bytes >= cap_bytes {
                 break;
             }
         }
+        full |= rows >= limits.rows || bytes >= limits.bytes;
         let quiet = self
             .quiet_due(limits.age)
             .is_some_and(|at| at <= Instant::now());
@@ -367,6 +378,23 @@ impl Journal {
         if !(full || force || aged) {
             self.last_quiet_cut = Some(Instant::now());
         }
+        let reason = if full {
+            "full"
+        } else if force {
+            "forced"
+        } else if aged {
+            "age"
+        } else {
+            "quiet"
+        };
+        tracing::debug!(
+            first,
+            last,
+            rows,
+            bytes,
+            reason,
+            "ClickHouse journal: batch cut"
+        );
         let mut state = self.state.clone();
         state.groups.push((first, last));
         self.store_state(&state)?;
@@ -484,6 +512,7 @@ mod tests {
     const LIMITS: BatchLimits = BatchLimits {
         rows: 10,
         bytes: 1 << 20,
+        catch_up: 1,
         age: Duration::from_secs(3600),
     };
 
@@ -554,6 +583,55 @@ mod tests {
         j.release(4).unwrap();
         let g = j.next_group(LIMITS, false).unwrap().unwrap();
         assert_eq!((g.first, g.last, g.rows), (1, 3, 10));
+    }
+
+    #[test]
+    fn a_backlog_goes_in_larger_batches_up_to_the_catch_up_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let catch_up = BatchLimits {
+            catch_up: 3,
+            ..LIMITS
+        };
+        // Exactly a batch's worth waits: it goes at once, as it is.
+        j.append(&[chunk(4, 1), chunk(6, 2)]).unwrap();
+        j.release(2).unwrap();
+        let g = j.next_group(catch_up, false).unwrap().unwrap();
+        assert_eq!((g.first, g.last, g.rows), (0, 1, 10));
+        // Less than a batch waits: not cut (neither full nor old).
+        j.append(&[chunk(6, 3)]).unwrap();
+        j.release(3).unwrap();
+        assert!(j.next_group(catch_up, false).unwrap().is_none());
+        // ClickHouse fell behind: 6 + 7 * 4 = 34 rows wait. One batch takes
+        // them up to 3 batches' worth (30 rows), the rest waits for the next.
+        let more: Vec<_> = (0..7).map(|i| chunk(4, 10 + i)).collect();
+        j.append(&more).unwrap();
+        j.release(10).unwrap();
+        let g = j.next_group(catch_up, false).unwrap().unwrap();
+        assert_eq!((g.first, g.last, g.rows), (2, 8, 30));
+        assert!(
+            j.next_group(catch_up, false).unwrap().is_none(),
+            "4 rows: not full"
+        );
+        // The same backlog without catch-up: batches of at most 10 rows.
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let all: Vec<_> = (0..8).map(|i| chunk(4, i)).collect();
+        j.append(&all).unwrap();
+        j.release(8).unwrap();
+        let g = j.next_group(LIMITS, false).unwrap().unwrap();
+        assert_eq!((g.first, g.last, g.rows), (0, 1, 8));
+        // A planned catch-up batch survives a restart as it was cut.
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.append(&all).unwrap();
+        j.release(8).unwrap();
+        let g = j.next_group(catch_up, false).unwrap().unwrap();
+        assert_eq!((g.first, g.last, g.rows), (0, 6, 28));
+        drop(j);
+        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let again = j.next_group(LIMITS, false).unwrap().unwrap();
+        assert_eq!((again.first, again.last, again.token()), (0, 6, g.token()));
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct ClickHouseConfig {
     pub batch_rows: usize,
     /// Bytes of row data per insert at most.
     pub batch_bytes: usize,
+    /// When more than a batch waits (ClickHouse is behind), one insert takes
+    /// up to this many batches' worth of the waiting rows (1: never more
+    /// than one batch).
+    pub catch_up_batches: usize,
     /// A batch smaller than the limits is inserted once its oldest rows waited
     /// this long, or sooner when nothing more is on its way (serve's merge
     /// windows are empty) and no other batch went early for that reason
@@ -91,6 +95,7 @@ impl Default for ClickHouseConfig {
             password: String::new(),
             batch_rows: 50_000,
             batch_bytes: 32 << 20,
+            catch_up_batches: 4,
             batch_age: Duration::from_secs(1),
             journal_dir: PathBuf::from("claudewatch-journal"),
             max_journal_bytes: 256 << 20,
@@ -172,6 +177,7 @@ impl ClickHouseSink {
             limits: BatchLimits {
                 rows: config.batch_rows.max(1) as u64,
                 bytes: config.batch_bytes.max(1) as u64,
+                catch_up: config.catch_up_batches.max(1) as u64,
                 age: config.batch_age,
             },
             max_in_flight: config.max_in_flight.max(1),
