@@ -4,7 +4,9 @@
 # zero loss checked (rows stored = calls acknowledged); then the ceiling: the
 # same rows, exported as RowBinary, inserted raw into a second database with
 # the same schema and rollups, in one HTTP insert, on the same server in the
-# same run. Results: target/bench-clickhouse/results.txt.
+# same run. For the breakdown, the same rows raw once more in the sink's
+# batches of 50,000 (what ClickHouse itself pays for a stream of batches).
+# Results: target/bench-clickhouse/results.txt.
 #
 # Usage: bench/clickhouse.sh [CALLS]   (make bench-clickhouse; default 600000,
 # long enough that the fixed delay before the last rows can land, the merge
@@ -117,3 +119,33 @@ raw=$(python3 -c "print(round($raw_rows / ($end - $start)))")
 say "$(printf 'raw insert:  %8d rows/s  (%d rows, %s MB of RowBinary, one insert)' "$raw" "$raw_rows" "$(python3 -c "import os; print(round(os.path.getsize('$OUT/rows.bin') / 1e6, 1))")")"
 say "$(python3 -c "print(f'  CPU seconds: local ClickHouse {$ch_cpu1 - $ch_cpu0:.1f}; wall {$end - $start:.1f} s')")"
 say "$(python3 -c "print(f'ratio end to end / raw: {$e2e / $raw:.2f} (goal: at least 0.7); while loaded / raw: {$steady / $raw:.2f}')")"
+
+# For the breakdown (not the goal's ceiling): the same rows raw again, but in
+# the sink's batches (50,000 rows, each with its deduplication token, one
+# after the other) into a third database: what ClickHouse itself costs for
+# a stream of batches, apart from claudewatch.
+"$BIN" migrate --url "$CH" --database batched --ttl-days 0 2>>"$OUT/migrate.log"
+n=0
+while [ $((n * 50000)) -lt "$raw_rows" ]; do
+  q "SELECT * FROM e2e.llm_calls ORDER BY time_unix_nano, span_id LIMIT 50000 OFFSET $((n * 50000)) FORMAT RowBinary" >"$OUT/batch.$n.bin"
+  n=$((n + 1))
+done
+quiet=0; i=0
+while [ $quiet -lt 3 ] && [ $i -lt 600 ]; do
+  if [ "$(q "SELECT count() FROM system.merges")" = 0 ]; then quiet=$((quiet + 1)); else quiet=0; fi
+  i=$((i + 1)); sleep 0.2
+done
+ch_cpu0=$(cpu $CHPID)
+start=$(now)
+k=0
+while [ $k -lt $n ]; do
+  curl -sf "$CH/?query=INSERT%20INTO%20batched.llm_calls%20FORMAT%20RowBinary&insert_deduplicate=1&deduplicate_blocks_in_dependent_materialized_views=1&insert_deduplication_token=bench-$k" \
+    --data-binary "@$OUT/batch.$k.bin" >/dev/null
+  k=$((k + 1))
+done
+end=$(now)
+ch_cpu1=$(cpu $CHPID)
+batched_rows=$(q "SELECT count() FROM batched.llm_calls")
+batched=$(python3 -c "print(round($batched_rows / ($end - $start)))")
+say "$(printf 'raw batches: %8d rows/s  (%d rows in %d inserts of at most 50,000, one after the other; breakdown only)' "$batched" "$batched_rows" "$n")"
+say "$(python3 -c "print(f'  CPU seconds: local ClickHouse {$ch_cpu1 - $ch_cpu0:.1f}; wall {$end - $start:.1f} s; end to end / raw batches: {$e2e / $batched:.2f}')")"
