@@ -128,6 +128,9 @@ pub struct ClickHouseSection {
     pub user: String,
     /// Password (empty: none).
     pub password: String,
+    /// Insert compression: "lz4" (the default) or "none" (for a ClickHouse
+    /// on the same host: spares both sides the work).
+    pub compression: String,
     /// Apply the schema migrations at start (`claudewatch migrate` does the same).
     pub migrate_on_start: bool,
     /// Days `llm_calls` keeps a row (0: forever); applied by the migrations.
@@ -169,6 +172,7 @@ impl Default for ClickHouseSection {
             database: d.database,
             user: d.user,
             password: d.password,
+            compression: if d.lz4 { "lz4" } else { "none" }.into(),
             migrate_on_start: true,
             ttl_days: 90,
             batch_rows: d.batch_rows,
@@ -196,6 +200,7 @@ impl ClickHouseSection {
             database: self.database.clone(),
             user: self.user.clone(),
             password: self.password.clone(),
+            lz4: self.compression != "none",
             batch_rows: self.batch_rows,
             batch_bytes: self.batch_bytes,
             catch_up_batches: self.catch_up_batches,
@@ -373,6 +378,12 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config
             config.sink.kind
         );
     }
+    if !matches!(config.sink.clickhouse.compression.as_str(), "lz4" | "none") {
+        anyhow::bail!(
+            "invalid configuration: sink.clickhouse.compression must be \"lz4\" or \"none\", not {:?}",
+            config.sink.clickhouse.compression
+        );
+    }
     if config.pipeline.queue_capacity == 0 || config.pipeline.max_batch_requests == 0 {
         anyhow::bail!("invalid configuration: pipeline.queue_capacity and pipeline.max_batch_requests must be at least 1");
     }
@@ -443,6 +454,15 @@ mod tests {
             .to_string()
             .contains("log.format"));
         assert!(load(Some(Path::new("/nonexistent.toml")), &Overrides::default()).is_err());
+        let p = write("codec", "[sink.clickhouse]\ncompression = \"gzip\"\n");
+        assert!(load(Some(&p), &Overrides::default())
+            .unwrap_err()
+            .to_string()
+            .contains("sink.clickhouse.compression"));
+        let p = write("nocodec", "[sink.clickhouse]\ncompression = \"none\"\n");
+        let c = load(Some(&p), &Overrides::default()).unwrap();
+        assert!(!c.sink.clickhouse.sink_config().lz4);
+        assert!(ClickHouseSection::default().sink_config().lz4);
         let p = write("caps", "[enrich]\nmax_attributes = 1000\n");
         assert!(load(Some(&p), &Overrides::default())
             .unwrap_err()

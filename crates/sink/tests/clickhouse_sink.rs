@@ -146,13 +146,27 @@ fn migrations_are_idempotent_versioned_and_refuse_a_newer_schema() {
 
 #[test]
 fn fixture_records_round_trip_field_by_field() {
+    round_trip(true);
+}
+
+#[test]
+fn fixture_records_round_trip_uncompressed_too() {
+    round_trip(false);
+}
+
+/// Stores the fixture records (inserts LZ4-compressed or not) and reads them
+/// back field by field.
+fn round_trip(lz4: bool) {
     let records = common::fixture_records();
     assert!(records.len() > 30, "{} fixture records", records.len());
     let data = tempfile::tempdir().unwrap();
     let server = LocalClickHouse::start(&data.path().join("ch"), 0);
     let rt = runtime();
     migrate(&rt, &server);
-    let config = config(&server, data.path());
+    let config = ClickHouseConfig {
+        lz4,
+        ..config(&server, data.path())
+    };
     let mut sink = ClickHouseSink::open(&config).unwrap();
     sink.recover(None).unwrap();
     store(&mut sink, &records);

@@ -54,6 +54,10 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Password (empty: none).
     pub password: String,
+    /// Compress inserts with LZ4 (the `clickhouse` crate's default). Off
+    /// spares both sides the work when ClickHouse is on the same host or a
+    /// fast local network.
+    pub lz4: bool,
     /// Rows per insert at most.
     pub batch_rows: usize,
     /// Bytes of row data per insert at most.
@@ -93,6 +97,7 @@ impl Default for ClickHouseConfig {
             database: "claudewatch".into(),
             user: "default".into(),
             password: String::new(),
+            lz4: true,
             batch_rows: 50_000,
             batch_bytes: 32 << 20,
             catch_up_batches: 4,
@@ -110,7 +115,7 @@ impl Default for ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
-    /// A client (crate defaults: LZ4, validation) on `database`.
+    /// A client (crate defaults: validation, and LZ4 unless `lz4` is off) on `database`.
     pub fn client_on(&self, database: &str) -> Client {
         let mut c = Client::default()
             .with_url(&self.url)
@@ -118,6 +123,9 @@ impl ClickHouseConfig {
             .with_user(&self.user);
         if !self.password.is_empty() {
             c = c.with_password(&self.password);
+        }
+        if !self.lz4 {
+            c = c.with_compression(clickhouse::Compression::None);
         }
         c
     }
