@@ -68,24 +68,48 @@ mod pb {
         varint(buf, (u64::from(field) << 3) | u64::from(wire));
     }
 
-    /// Starts a length-delimited field; returns the position of its content.
-    fn open(buf: &mut Vec<u8>, field: u32) -> usize {
-        tag(buf, field, 2);
-        buf.push(0);
-        buf.len()
+    /// A length-delimited field being written: where its content starts and
+    /// how many bytes were set aside for its length.
+    #[derive(Clone, Copy)]
+    struct Open {
+        pos: usize,
+        width: usize,
     }
 
-    /// Ends the field opened at `pos`: writes the length, shifting the
-    /// content when the length needs more than one byte.
-    fn close(buf: &mut Vec<u8>, pos: usize) {
+    /// Starts a length-delimited field whose length is expected to fit in one byte.
+    fn open(buf: &mut Vec<u8>, field: u32) -> Open {
+        open_wide(buf, field, 1)
+    }
+
+    /// Starts a length-delimited field, setting `width` bytes aside for its
+    /// length: the varint width its length is expected to need, so that
+    /// closing it moves nothing when the guess is right.
+    fn open_wide(buf: &mut Vec<u8>, field: u32, width: usize) -> Open {
+        tag(buf, field, 2);
+        buf.resize(buf.len() + width, 0);
+        Open {
+            pos: buf.len(),
+            width,
+        }
+    }
+
+    /// Ends the field: writes its length as a minimal varint (canonical
+    /// bytes), moving the content when the length needs another width than
+    /// was set aside.
+    fn close(buf: &mut Vec<u8>, open: Open) {
+        let Open { pos, width } = open;
         let len = buf.len() - pos;
         let n = varint_len(len as u64);
-        if n > 1 {
-            buf.resize(buf.len() + n - 1, 0);
-            buf.copy_within(pos..pos + len, pos + n - 1);
+        if n > width {
+            buf.resize(buf.len() + n - width, 0);
+            buf.copy_within(pos..pos + len, pos + n - width);
+        } else if n < width {
+            buf.copy_within(pos..pos + len, pos - (width - n));
+            buf.truncate(buf.len() - (width - n));
         }
+        let start = pos - width;
         let mut v = len as u64;
-        for (k, byte) in buf[pos - 1..pos - 1 + n].iter_mut().enumerate() {
+        for (k, byte) in buf[start..start + n].iter_mut().enumerate() {
             *byte = if k + 1 < n { (v as u8) | 0x80 } else { v as u8 };
             v >>= 7;
         }
@@ -166,7 +190,8 @@ mod pb {
     }
 
     fn span(buf: &mut Vec<u8>, s: &SpanOut) {
-        let sp = open(buf, 2);
+        // Spans are hundreds of bytes to a few KiB: a 2-byte length.
+        let sp = open_wide(buf, 2, 2);
         bytes_field(buf, 1, &s.trace_id);
         bytes_field(buf, 2, &s.span_id);
         if let Some(p) = &s.parent_span_id {
@@ -199,14 +224,15 @@ mod pb {
 
     pub(super) fn request(spans: &[SpanOut], order: &[usize], buf: &mut Vec<u8>) {
         for res_run in runs(order, |i| spans[i].service) {
-            let rs = open(buf, 1);
-            let res = open(buf, 1);
+            // A request's resource and scope groups run to tens of KiB.
+            let rs = open_wide(buf, 1, 3);
+            let res = open_wide(buf, 1, 2);
             for (k, v) in spans[res_run[0]].service.attributes() {
                 key_value(buf, 1, k, &Val::Str(std::borrow::Cow::Borrowed(v)));
             }
             close(buf, res);
             for scope_run in runs(res_run, |i| spans[i].scope) {
-                let ss = open(buf, 2);
+                let ss = open_wide(buf, 2, 3);
                 let (name, version) = spans[scope_run[0]].scope.name_version();
                 let sc = open(buf, 1);
                 bytes_field(buf, 1, name.as_bytes());
@@ -218,6 +244,39 @@ mod pb {
                 close(buf, ss);
             }
             close(buf, rs);
+        }
+    }
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_field_closes_with_a_minimal_length_whatever_width_was_set_aside() {
+            for len in [
+                0usize,
+                1,
+                127,
+                128,
+                300,
+                16383,
+                16384,
+                70_000,
+                (1 << 21) + 5,
+            ] {
+                let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let mut expected = vec![9u8];
+                bytes_field(&mut expected, 1, &content);
+                if content.is_empty() {
+                    expected.extend_from_slice(&[10, 0]);
+                }
+                for width in 1..=4 {
+                    let mut buf = vec![9u8];
+                    let f = open_wide(&mut buf, 1, width);
+                    buf.extend_from_slice(&content);
+                    close(&mut buf, f);
+                    assert!(buf == expected, "len {len}, width {width}");
+                }
+            }
         }
     }
 }
