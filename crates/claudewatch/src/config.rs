@@ -135,9 +135,9 @@ pub struct ClickHouseSection {
     pub migrate_on_start: bool,
     /// Days `llm_calls` keeps a row (0: forever); applied by the migrations.
     pub ttl_days: u32,
-    /// Rows per insert at most.
+    /// Rows per batch (a backlog may go in larger inserts: `catch_up_batches`).
     pub batch_rows: usize,
-    /// Bytes of row data per insert at most.
+    /// Bytes of row data per batch (likewise).
     pub batch_bytes: usize,
     /// When more than a batch waits (ClickHouse is behind), one insert takes
     /// up to this many batches' worth of the waiting rows (1: never more).

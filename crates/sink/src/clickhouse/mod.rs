@@ -58,9 +58,9 @@ pub struct ClickHouseConfig {
     /// spares both sides the work when ClickHouse is on the same host or a
     /// fast local network.
     pub lz4: bool,
-    /// Rows per insert at most.
+    /// Rows per batch (a backlog may go in larger inserts: `catch_up_batches`).
     pub batch_rows: usize,
-    /// Bytes of row data per insert at most.
+    /// Bytes of row data per batch (likewise).
     pub batch_bytes: usize,
     /// When more than a batch waits (ClickHouse is behind), one insert takes
     /// up to this many batches' worth of the waiting rows (1: never more
