@@ -25,6 +25,13 @@ RESULTS="$OUT/results.txt"
 say() { echo "$*" | tee -a "$RESULTS"; }
 q() { curl -sf "$CH/" --data-binary "$1"; }
 now() { date +%s.%N; }
+merges_done() { # waits (at most 2 min) until no merge runs for three polls in a row
+  quiet=0; i=0
+  while [ $quiet -lt 3 ] && [ $i -lt 600 ]; do
+    if [ "$(q "SELECT count() FROM system.merges")" = 0 ]; then quiet=$((quiet + 1)); else quiet=0; fi
+    i=$((i + 1)); sleep 0.2
+  done
+}
 cpu() { # CPU seconds (user + system) used so far by process $1
   python3 -c 'import os,sys; f=open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")",1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf("SC_CLK_TCK"))' "$1"
 }
@@ -102,12 +109,8 @@ say "$(python3 -c "print(f'  CPU seconds: serve {$serve_cpu:.1f}, local ClickHou
 
 # The ceiling: the same rows, raw, in one insert into the same schema and
 # rollups; first the end-to-end database's background merges finish, so that
-# they do not take CPU from the ceiling (quiet for three polls in a row).
-quiet=0; i=0
-while [ $quiet -lt 3 ] && [ $i -lt 600 ]; do
-  if [ "$(q "SELECT count() FROM system.merges")" = 0 ]; then quiet=$((quiet + 1)); else quiet=0; fi
-  i=$((i + 1)); sleep 0.2
-done
+# they do not take CPU from the ceiling.
+merges_done
 curl -sf "$CH/" --data-binary "SELECT * FROM e2e.llm_calls FORMAT RowBinary" -o "$OUT/rows.bin"
 ch_cpu0=$(cpu $CHPID)
 start=$(now)
@@ -130,11 +133,7 @@ while [ $((n * 50000)) -lt "$raw_rows" ]; do
   q "SELECT * FROM e2e.llm_calls ORDER BY time_unix_nano, span_id LIMIT 50000 OFFSET $((n * 50000)) FORMAT RowBinary" >"$OUT/batch.$n.bin"
   n=$((n + 1))
 done
-quiet=0; i=0
-while [ $quiet -lt 3 ] && [ $i -lt 600 ]; do
-  if [ "$(q "SELECT count() FROM system.merges")" = 0 ]; then quiet=$((quiet + 1)); else quiet=0; fi
-  i=$((i + 1)); sleep 0.2
-done
+merges_done
 ch_cpu0=$(cpu $CHPID)
 start=$(now)
 k=0

@@ -246,6 +246,7 @@ mod pb {
             close(buf, rs);
         }
     }
+
     #[cfg(test)]
     mod tests {
         use super::*;

@@ -159,14 +159,8 @@ fn fixture_records_round_trip_uncompressed_too() {
 fn round_trip(lz4: bool) {
     let records = common::fixture_records();
     assert!(records.len() > 30, "{} fixture records", records.len());
-    let data = tempfile::tempdir().unwrap();
-    let server = LocalClickHouse::start(&data.path().join("ch"), 0);
-    let rt = runtime();
-    migrate(&rt, &server);
-    let config = ClickHouseConfig {
-        lz4,
-        ..config(&server, data.path())
-    };
+    let (_data, server, rt, config, _) = migrated();
+    let config = ClickHouseConfig { lz4, ..config };
     let mut sink = ClickHouseSink::open(&config).unwrap();
     sink.recover(None).unwrap();
     store(&mut sink, &records);
