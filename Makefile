@@ -63,7 +63,8 @@ bench-instructions:
 	  echo "$$m: $$(( (n - base) / 20000 )) instructions/span"; \
 	done
 
-## bench-clickhouse: loadgen -> serve -> local ClickHouse rows/s (zero loss checked) vs the same rows inserted raw.
+## bench-clickhouse: loadgen -> serve -> local ClickHouse rows/s (zero loss checked) vs the same rows inserted raw,
+## in BENCH_ROUNDS rounds (default 3) summarised by the median ratio.
 bench-clickhouse:
 	$(CARGO) build --release --locked -p claudewatch
 	sh bench/clickhouse.sh $(BENCH_CALLS)
