@@ -101,6 +101,63 @@ pub struct JournalSize {
     pub bytes: u64,
 }
 
+/// One journal entry's rows, encoded in place after the entry's header (the
+/// row count, filled in by [`Chunk::into_body`]): appending moves the buffer
+/// into the journal instead of copying it.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    body: Vec<u8>,
+    rows: u32,
+}
+
+impl Chunk {
+    /// Bytes before the rows: their count, `u32` little-endian.
+    const HEADER: usize = 4;
+
+    /// An empty chunk with room for `bytes` bytes of rows.
+    pub fn with_capacity(bytes: usize) -> Chunk {
+        let mut body = Vec::with_capacity(Self::HEADER + bytes);
+        body.extend_from_slice(&[0; Self::HEADER]);
+        Chunk { body, rows: 0 }
+    }
+
+    /// The buffer the next row is appended to (only appended to: what is
+    /// before its end belongs to the chunk). Count the row with [`Chunk::add_row`].
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    /// Counts one more row appended to [`Chunk::buffer`].
+    pub fn add_row(&mut self) {
+        self.rows += 1;
+    }
+
+    /// Rows in the chunk.
+    pub fn rows(&self) -> u32 {
+        self.rows
+    }
+
+    /// Bytes of rows in the chunk.
+    pub fn len(&self) -> usize {
+        self.body.len() - Self::HEADER
+    }
+
+    /// True without rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The entry's body: the row count, then the rows. A buffer mostly empty
+    /// (a small flush) is shrunk, so that waiting entries hold no slack.
+    fn into_body(mut self) -> Vec<u8> {
+        self.body[..Self::HEADER].copy_from_slice(&self.rows.to_le_bytes());
+        if self.body.capacity() > self.body.len() + self.body.len() / 4 {
+            self.body.shrink_to_fit();
+        }
+        self.body
+    }
+}
+
 /// The journal (see the module documentation).
 pub struct Journal {
     spool: Spool,
@@ -222,9 +279,9 @@ impl Journal {
         }
     }
 
-    /// Appends one entry per chunk `(rows, data)` and fsyncs: on `Ok` they
-    /// survive a crash. All or nothing.
-    pub fn append(&mut self, chunks: &[(u32, Vec<u8>)]) -> Result<(), SinkError> {
+    /// Appends one entry per chunk and fsyncs: on `Ok` they survive a crash.
+    /// All or nothing.
+    pub fn append(&mut self, chunks: Vec<Chunk>) -> Result<(), SinkError> {
         if chunks.is_empty() {
             return Ok(());
         }
@@ -232,34 +289,28 @@ impl Journal {
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
+        let rows: Vec<u32> = chunks.iter().map(Chunk::rows).collect();
         let entries: Vec<Entry> = chunks
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(i, (rows, data))| {
-                let mut body = Vec::with_capacity(4 + data.len());
-                body.extend_from_slice(&rows.to_le_bytes());
-                body.extend_from_slice(data);
-                Entry {
-                    seq: first + i as u64,
-                    signal: 0,
-                    encoding: FORMAT,
-                    tenant: None,
-                    arrived_unix_ns: now_ns,
-                    body: Bytes::from(body),
-                }
+            .map(|(i, chunk)| Entry {
+                seq: first + i as u64,
+                signal: 0,
+                encoding: FORMAT,
+                tenant: None,
+                arrived_unix_ns: now_ns,
+                body: Bytes::from(chunk.into_body()),
             })
             .collect();
         self.spool.append(&entries).map_err(spool_err)?;
-        if !entries.is_empty() {
-            self.quiet = false;
-        }
+        self.quiet = false;
         let now = Instant::now();
-        for (e, (rows, _)) in entries.into_iter().zip(chunks) {
+        for (e, rows) in entries.into_iter().zip(rows) {
             self.pending.insert(
                 e.seq,
                 Pending {
-                    rows: *rows,
-                    payload: e.body.slice(4..),
+                    rows,
+                    payload: e.body.slice(Chunk::HEADER..),
                     appended: now,
                 },
             );
@@ -521,15 +572,25 @@ mod tests {
         age: Duration::from_secs(3600),
     };
 
-    fn chunk(rows: u32, byte: u8) -> (u32, Vec<u8>) {
-        (rows, vec![byte; 8])
+    fn chunk(rows: u32, byte: u8) -> Chunk {
+        raw_chunk(rows, vec![byte; 8])
+    }
+
+    fn raw_chunk(rows: u32, data: Vec<u8>) -> Chunk {
+        let mut c = Chunk::with_capacity(data.len());
+        c.buffer().extend_from_slice(&data);
+        for _ in 0..rows {
+            c.add_row();
+        }
+        c
     }
 
     #[test]
     fn only_released_entries_are_planned_and_plans_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
-        j.append(&[chunk(4, 1), chunk(4, 2), chunk(4, 3)]).unwrap();
+        j.append(vec![chunk(4, 1), chunk(4, 2), chunk(4, 3)])
+            .unwrap();
         assert!(
             j.next_group(LIMITS, true).unwrap().is_none(),
             "nothing released"
@@ -560,7 +621,7 @@ mod tests {
     fn a_quiet_journal_sends_a_small_batch_early_but_at_most_once_per_age() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
-        j.append(&[chunk(1, 1)]).unwrap();
+        j.append(vec![chunk(1, 1)]).unwrap();
         j.release(1).unwrap();
         assert!(
             j.next_group(LIMITS, false).unwrap().is_none(),
@@ -570,7 +631,7 @@ mod tests {
         let g = j.next_group(LIMITS, false).unwrap().unwrap();
         assert_eq!((g.first, g.last), (0, 0), "quiet: sent at once");
         let cut = Instant::now();
-        j.append(&[chunk(1, 2)]).unwrap();
+        j.append(vec![chunk(1, 2)]).unwrap();
         j.release(2).unwrap();
         j.quiet();
         assert!(
@@ -580,11 +641,11 @@ mod tests {
         let due = j.next_due(LIMITS.age).unwrap();
         assert!(due <= cut + LIMITS.age && due > Instant::now() + LIMITS.age / 2);
         // An append ends the quiet: back to the oldest entry's age.
-        j.append(&[chunk(1, 3)]).unwrap();
+        j.append(vec![chunk(1, 3)]).unwrap();
         j.release(3).unwrap();
         assert!(j.next_due(LIMITS.age).unwrap() > cut + LIMITS.age);
         // Full batches go at once and do not count as early ones.
-        j.append(&[chunk(8, 4)]).unwrap();
+        j.append(vec![chunk(8, 4)]).unwrap();
         j.release(4).unwrap();
         let g = j.next_group(LIMITS, false).unwrap().unwrap();
         assert_eq!((g.first, g.last, g.rows), (1, 3, 10));
@@ -596,9 +657,9 @@ mod tests {
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
         // The end of a burst: two seals' rows journaled, serve's checkpoint
         // covers the first only so far, and nothing more is on its way.
-        j.append(&[chunk(2, 1)]).unwrap();
+        j.append(vec![chunk(2, 1)]).unwrap();
         j.release(1).unwrap();
-        j.append(&[chunk(1, 2)]).unwrap();
+        j.append(vec![chunk(1, 2)]).unwrap();
         j.quiet();
         assert!(
             j.next_group(LIMITS, false).unwrap().is_none(),
@@ -625,18 +686,18 @@ mod tests {
             ..LIMITS
         };
         // Exactly a batch's worth waits: it goes at once, as it is.
-        j.append(&[chunk(4, 1), chunk(6, 2)]).unwrap();
+        j.append(vec![chunk(4, 1), chunk(6, 2)]).unwrap();
         j.release(2).unwrap();
         let g = j.next_group(catch_up, false).unwrap().unwrap();
         assert_eq!((g.first, g.last, g.rows), (0, 1, 10));
         // Less than a batch waits: not cut (neither full nor old).
-        j.append(&[chunk(6, 3)]).unwrap();
+        j.append(vec![chunk(6, 3)]).unwrap();
         j.release(3).unwrap();
         assert!(j.next_group(catch_up, false).unwrap().is_none());
         // ClickHouse fell behind: 6 + 7 * 4 = 34 rows wait. One batch takes
         // them up to 3 batches' worth (30 rows), the rest waits for the next.
         let more: Vec<_> = (0..7).map(|i| chunk(4, 10 + i)).collect();
-        j.append(&more).unwrap();
+        j.append(more).unwrap();
         j.release(10).unwrap();
         let g = j.next_group(catch_up, false).unwrap().unwrap();
         assert_eq!((g.first, g.last, g.rows), (2, 8, 30));
@@ -648,14 +709,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
         let all: Vec<_> = (0..8).map(|i| chunk(4, i)).collect();
-        j.append(&all).unwrap();
+        j.append(all.clone()).unwrap();
         j.release(8).unwrap();
         let g = j.next_group(LIMITS, false).unwrap().unwrap();
         assert_eq!((g.first, g.last, g.rows), (0, 1, 8));
         // A planned catch-up batch survives a restart as it was cut.
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
-        j.append(&all).unwrap();
+        j.append(all.clone()).unwrap();
         j.release(8).unwrap();
         let g = j.next_group(catch_up, false).unwrap().unwrap();
         assert_eq!((g.first, g.last, g.rows), (0, 6, 28));
@@ -673,13 +734,13 @@ mod tests {
             age: Duration::from_millis(30),
             ..LIMITS
         };
-        j.append(&[chunk(1, 1)]).unwrap();
+        j.append(vec![chunk(1, 1)]).unwrap();
         j.release(1).unwrap();
         std::thread::sleep(short.age);
         let g = j.next_group(short, false).unwrap().unwrap();
         assert_eq!((g.first, g.last), (0, 0), "cut by age");
         // The end of a burst: the last rows, then nothing more.
-        j.append(&[chunk(1, 2)]).unwrap();
+        j.append(vec![chunk(1, 2)]).unwrap();
         j.release(2).unwrap();
         j.quiet();
         let g = j.next_group(short, false).unwrap().unwrap();
@@ -690,9 +751,9 @@ mod tests {
     fn unreleased_entries_are_discarded_on_recovery() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
-        j.append(&[chunk(1, 1), chunk(1, 2)]).unwrap();
+        j.append(vec![chunk(1, 1), chunk(1, 2)]).unwrap();
         j.release(1).unwrap();
-        j.append(&[chunk(1, 3)]).unwrap();
+        j.append(vec![chunk(1, 3)]).unwrap();
         drop(j);
         let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(j.discard_from(1).unwrap(), 2);
@@ -708,9 +769,9 @@ mod tests {
     fn a_full_journal_says_backlogged() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path(), 200).unwrap();
-        j.append(&[(1, vec![0; 100])]).unwrap();
+        j.append(vec![raw_chunk(1, vec![0; 100])]).unwrap();
         assert!(matches!(
-            j.append(&[(1, vec![0; 100])]),
+            j.append(vec![raw_chunk(1, vec![0; 100])]),
             Err(SinkError::Backlogged { .. })
         ));
     }

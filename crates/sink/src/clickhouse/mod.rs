@@ -40,7 +40,7 @@ use clickhouse::Client;
 use crate::{Sink, SinkError};
 pub use inserter::ClickHouseStats;
 use inserter::{DeadLetters, InserterSettings, Shared};
-use journal::{BatchLimits, Journal};
+use journal::{BatchLimits, Chunk, Journal};
 
 /// Settings of the ClickHouse sink.
 #[derive(Debug, Clone)]
@@ -141,16 +141,20 @@ impl ClickHouseConfig {
 /// per flush, a flush of 17k rows made batches of 34k where 50k were due).
 const ENTRIES_PER_BATCH: usize = 8;
 
+/// At most this much is set aside for an entry's rows up front (the default
+/// entry is 4 MiB; a larger `batch_bytes` lets the buffer grow as needed).
+const ENTRY_PREALLOCATION: usize = 8 << 20;
+
 /// The ClickHouse sink (see the module documentation).
 pub struct ClickHouseSink {
     shared: Arc<Shared>,
     /// Rows and bytes per journal entry at most (a batch is whole entries).
     entry_rows: usize,
     entry_bytes: usize,
-    /// Encoded chunks not yet journaled: (rows, data).
-    chunks: Vec<(u32, Vec<u8>)>,
-    current: Vec<u8>,
-    current_rows: u32,
+    /// Encoded chunks not yet journaled.
+    chunks: Vec<Chunk>,
+    /// The chunk rows are encoded into, sized for a whole entry.
+    current: Chunk,
     /// Records that cannot be rows, written as dead letters at the next flush.
     unencodable: Vec<(CallRecord, String)>,
     drain_timeout: Duration,
@@ -202,13 +206,13 @@ impl ClickHouseSink {
                 what: "starting the ClickHouse inserter thread".into(),
                 source,
             })?;
+        let entry_bytes = (config.batch_bytes / ENTRIES_PER_BATCH).max(1);
         Ok(ClickHouseSink {
             shared,
             entry_rows: (config.batch_rows / ENTRIES_PER_BATCH).clamp(1, u32::MAX as usize),
-            entry_bytes: (config.batch_bytes / ENTRIES_PER_BATCH).max(1),
+            entry_bytes,
             chunks: Vec::new(),
-            current: Vec::new(),
-            current_rows: 0,
+            current: Chunk::with_capacity(entry_bytes.min(ENTRY_PREALLOCATION)),
             unencodable: Vec::new(),
             drain_timeout: config.drain_timeout,
             thread: Some(thread),
@@ -240,17 +244,22 @@ impl ClickHouseSink {
     }
 
     fn cut(&mut self) {
-        if self.current_rows > 0 {
-            let data = std::mem::take(&mut self.current);
-            self.chunks.push((self.current_rows, data));
-            self.current_rows = 0;
+        if !self.current.is_empty() {
+            let fresh = self.new_chunk();
+            let full = std::mem::replace(&mut self.current, fresh);
+            self.chunks.push(full);
         }
+    }
+
+    /// A chunk with room for a whole entry: rows are encoded without the
+    /// buffer growing (each growth a copy, and fresh pages to fault in).
+    fn new_chunk(&self) -> Chunk {
+        Chunk::with_capacity(self.entry_bytes.min(ENTRY_PREALLOCATION))
     }
 
     fn clear(&mut self) {
         self.chunks.clear();
-        self.current.clear();
-        self.current_rows = 0;
+        self.current = self.new_chunk();
         self.unencodable.clear();
     }
 }
@@ -262,10 +271,10 @@ impl Sink for ClickHouseSink {
 
     fn write(&mut self, records: &[CallRecord]) -> Result<(), SinkError> {
         for r in records {
-            match row::encode(r, &mut self.current) {
+            match row::encode(r, self.current.buffer()) {
                 Ok(()) => {
-                    self.current_rows += 1;
-                    if self.current_rows as usize >= self.entry_rows
+                    self.current.add_row();
+                    if self.current.rows() as usize >= self.entry_rows
                         || self.current.len() >= self.entry_bytes
                     {
                         self.cut();
@@ -281,7 +290,7 @@ impl Sink for ClickHouseSink {
         self.cut();
         let appended = {
             let mut j = self.shared.journal();
-            let r = j.append(&self.chunks);
+            let r = j.append(std::mem::take(&mut self.chunks));
             self.shared.report_size(&j);
             r
         };
