@@ -46,7 +46,7 @@ lint:
 bench:
 	taskset -c 0 $(CARGO) bench -p claudewatch-enrich --bench pipeline
 
-## bench-serve: loadgen against serve pinned to one core, per protocol (BENCH_CONCURRENCY exporters, default 32,
+## bench-serve: loadgen against serve pinned to one core, per protocol (BENCH_CONCURRENCY HTTP exporters, default 32, BENCH_GRPC_CONCURRENCY gRPC ones, default 48,
 ## at full speed; 16 at 50,000 spans/s); serve's CPU share and µs per span, the generator's CPU share; enrich on the same payload as the ceiling.
 ## The full-speed cases and the ceiling run in BENCH_ROUNDS interleaved rounds (default 3), summarised by median and range.
 bench-serve:
