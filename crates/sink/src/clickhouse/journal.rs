@@ -572,6 +572,13 @@ mod tests {
         age: Duration::from_secs(3600),
     };
 
+    /// A journal in a new directory, which lives as long as the guard.
+    fn fresh() -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), 1 << 20).unwrap();
+        (dir, j)
+    }
+
     fn chunk(rows: u32, byte: u8) -> Chunk {
         raw_chunk(rows, vec![byte; 8])
     }
@@ -587,8 +594,7 @@ mod tests {
 
     #[test]
     fn only_released_entries_are_planned_and_plans_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let (dir, mut j) = fresh();
         j.append(vec![chunk(4, 1), chunk(4, 2), chunk(4, 3)])
             .unwrap();
         assert!(
@@ -619,8 +625,7 @@ mod tests {
 
     #[test]
     fn a_quiet_journal_sends_a_small_batch_early_but_at_most_once_per_age() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let (_dir, mut j) = fresh();
         j.append(vec![chunk(1, 1)]).unwrap();
         j.release(1).unwrap();
         assert!(
@@ -653,8 +658,7 @@ mod tests {
 
     #[test]
     fn a_quiet_batch_waits_for_the_journaled_entries_not_yet_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let (_dir, mut j) = fresh();
         // The end of a burst: two seals' rows journaled, serve's checkpoint
         // covers the first only so far, and nothing more is on its way.
         j.append(vec![chunk(2, 1)]).unwrap();
@@ -679,8 +683,7 @@ mod tests {
 
     #[test]
     fn a_backlog_goes_in_larger_batches_up_to_the_catch_up_cap() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let (_dir, mut j) = fresh();
         let catch_up = BatchLimits {
             catch_up: 3,
             ..LIMITS
@@ -706,16 +709,14 @@ mod tests {
             "4 rows: not full"
         );
         // The same backlog without catch-up: batches of at most 10 rows.
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let (_dir, mut j) = fresh();
         let all: Vec<_> = (0..8).map(|i| chunk(4, i)).collect();
         j.append(all.clone()).unwrap();
         j.release(8).unwrap();
         let g = j.next_group(LIMITS, false).unwrap().unwrap();
         assert_eq!((g.first, g.last, g.rows), (0, 1, 8));
         // A planned catch-up batch survives a restart as it was cut.
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let (dir, mut j) = fresh();
         j.append(all.clone()).unwrap();
         j.release(8).unwrap();
         let g = j.next_group(catch_up, false).unwrap().unwrap();
@@ -728,8 +729,7 @@ mod tests {
 
     #[test]
     fn a_batch_cut_by_age_does_not_hold_back_the_quiet_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let (_dir, mut j) = fresh();
         let short = BatchLimits {
             age: Duration::from_millis(30),
             ..LIMITS
@@ -749,8 +749,7 @@ mod tests {
 
     #[test]
     fn unreleased_entries_are_discarded_on_recovery() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path(), 1 << 20).unwrap();
+        let (dir, mut j) = fresh();
         j.append(vec![chunk(1, 1), chunk(1, 2)]).unwrap();
         j.release(1).unwrap();
         j.append(vec![chunk(1, 3)]).unwrap();
