@@ -145,6 +145,15 @@ const ENTRIES_PER_BATCH: usize = 8;
 /// entry is 4 MiB; a larger `batch_bytes` lets the buffer grow as needed).
 const ENTRY_PREALLOCATION: usize = 8 << 20;
 
+/// An empty chunk with room for a whole entry of `entry_bytes`, so that rows
+/// are encoded without the buffer growing (each growth a copy, and fresh
+/// pages to fault in); a sixteenth more for the row that crosses
+/// `entry_bytes` (the entry is cut after it).
+fn entry_chunk(entry_bytes: usize) -> Chunk {
+    let room = entry_bytes.min(ENTRY_PREALLOCATION);
+    Chunk::with_capacity(room + room / 16)
+}
+
 /// The ClickHouse sink (see the module documentation).
 pub struct ClickHouseSink {
     shared: Arc<Shared>,
@@ -212,7 +221,7 @@ impl ClickHouseSink {
             entry_rows: (config.batch_rows / ENTRIES_PER_BATCH).clamp(1, u32::MAX as usize),
             entry_bytes,
             chunks: Vec::new(),
-            current: Chunk::with_capacity(entry_bytes.min(ENTRY_PREALLOCATION)),
+            current: entry_chunk(entry_bytes),
             unencodable: Vec::new(),
             drain_timeout: config.drain_timeout,
             thread: Some(thread),
@@ -245,21 +254,15 @@ impl ClickHouseSink {
 
     fn cut(&mut self) {
         if !self.current.is_empty() {
-            let fresh = self.new_chunk();
+            let fresh = entry_chunk(self.entry_bytes);
             let full = std::mem::replace(&mut self.current, fresh);
             self.chunks.push(full);
         }
     }
 
-    /// A chunk with room for a whole entry: rows are encoded without the
-    /// buffer growing (each growth a copy, and fresh pages to fault in).
-    fn new_chunk(&self) -> Chunk {
-        Chunk::with_capacity(self.entry_bytes.min(ENTRY_PREALLOCATION))
-    }
-
     fn clear(&mut self) {
         self.chunks.clear();
-        self.current = self.new_chunk();
+        self.current = entry_chunk(self.entry_bytes);
         self.unencodable.clear();
     }
 }
