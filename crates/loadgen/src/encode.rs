@@ -166,7 +166,38 @@ mod pb {
         }
     }
 
-    fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Val) {
+    /// Bytes of a scalar `AnyValue`'s encoding; `None` for an array.
+    fn scalar_len(v: &Val) -> Option<usize> {
+        match v {
+            Val::Str(s) => Some(1 + varint_len(s.len() as u64) + s.len()),
+            Val::Bool(_) => Some(2),
+            Val::Int(x) => Some(1 + varint_len(*x as u64)),
+            Val::Double(_) => Some(9),
+            Val::StrArray(_) => None,
+        }
+    }
+
+    pub(super) fn key_value(buf: &mut Vec<u8>, field: u32, key: &str, value: &Val) {
+        // With a scalar value both lengths are known up front: nothing set
+        // aside to patch afterwards (two patches per attribute were the
+        // encoder's largest cost).
+        if let Some(value_len) = scalar_len(value) {
+            let key_len = if key.is_empty() {
+                0
+            } else {
+                1 + varint_len(key.len() as u64) + key.len()
+            };
+            tag(buf, field, 2);
+            varint(
+                buf,
+                (key_len + 1 + varint_len(value_len as u64) + value_len) as u64,
+            );
+            bytes_field(buf, 1, key.as_bytes());
+            tag(buf, 2, 2);
+            varint(buf, value_len as u64);
+            any_value(buf, value);
+            return;
+        }
         let kv = open(buf, field);
         bytes_field(buf, 1, key.as_bytes());
         let v = open(buf, 2);
@@ -510,6 +541,58 @@ mod tests {
             .sum();
         assert_eq!(n, spans.len());
         assert_eq!(decoded.encode_to_vec(), buf, "not prost's canonical bytes");
+    }
+
+    #[test]
+    fn every_kind_of_attribute_is_prost_encoding() {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
+        let long = "x".repeat(300);
+        let cases: Vec<(&str, Val, any_value::Value)> = vec![
+            (
+                "s",
+                Val::Str("v".into()),
+                any_value::Value::StringValue("v".into()),
+            ),
+            (
+                "",
+                Val::Str("".into()),
+                any_value::Value::StringValue(String::new()),
+            ),
+            (
+                &long,
+                Val::Str(long.clone().into()),
+                any_value::Value::StringValue(long.clone()),
+            ),
+            ("b", Val::Bool(false), any_value::Value::BoolValue(false)),
+            ("i", Val::Int(0), any_value::Value::IntValue(0)),
+            ("i", Val::Int(-3), any_value::Value::IntValue(-3)),
+            ("i", Val::Int(1 << 40), any_value::Value::IntValue(1 << 40)),
+            ("d", Val::Double(0.25), any_value::Value::DoubleValue(0.25)),
+            (
+                "a",
+                Val::StrArray(&["x", "y"]),
+                any_value::Value::ArrayValue(ArrayValue {
+                    values: ["x", "y"]
+                        .iter()
+                        .map(|s| AnyValue {
+                            value: Some(any_value::Value::StringValue((*s).into())),
+                        })
+                        .collect(),
+                }),
+            ),
+        ];
+        for (key, val, want) in cases {
+            let mut buf = Vec::new();
+            pb::key_value(&mut buf, 9, key, &val);
+            let kv = KeyValue {
+                key: key.into(),
+                value: Some(AnyValue { value: Some(want) }),
+                ..Default::default()
+            };
+            let mut expected = Vec::new();
+            prost::encoding::message::encode(9, &kv, &mut expected);
+            assert_eq!(buf, expected, "{key:.10}: {val:?}");
+        }
     }
 
     #[test]

@@ -571,7 +571,10 @@ impl Builder {
             let payload = if self.gzip {
                 gzip(&self.body)?
             } else {
-                Bytes::copy_from_slice(&self.body)
+                // The request takes the buffer (no copy); the next one is
+                // built in a new buffer of the same size.
+                let next = Vec::with_capacity(self.body.capacity());
+                Bytes::from(std::mem::replace(&mut self.body, next))
             };
             return Ok(Some(Ready {
                 ticket,
