@@ -26,7 +26,7 @@ CH=http://127.0.0.1:$PORT
 rm -rf "$OUT"
 mkdir -p "$OUT"
 RESULTS="$OUT/results.txt"
-RATIOS="$OUT/ratios.txt" # round, end to end, raw, batched rows/s: the summary's input
+RATIOS="$OUT/ratios.txt" # round, end to end, raw, batched rows/s, zero-loss verdict: the summary's input
 : >"$RESULTS"
 : >"$RATIOS"
 say() { echo "$*" | tee -a "$RESULTS"; }
@@ -160,7 +160,7 @@ batched_rows=$(q "SELECT count() FROM $BATCHED.llm_calls")
 batched=$(python3 -c "print(round($batched_rows / ($end - $start)))")
 say "$(printf 'raw batches: %8d rows/s  (%d rows in %d inserts of at most 50,000, one after the other; breakdown only)' "$batched" "$batched_rows" "$n")"
 say "$(python3 -c "print(f'  CPU seconds: local ClickHouse {$ch_cpu1 - $ch_cpu0:.1f}; wall {$end - $start:.1f} s; end to end / raw batches: {$e2e / $batched:.2f}')")"
-echo "$R $e2e $raw $batched" >>"$RATIOS"
+echo "$R $e2e $raw $batched $verdict" >>"$RATIOS"
 rm -rf "$RUN" # 1-2 GB of spool, journal and row files
 for db in "$E2E" "$RAW" "$BATCHED"; do q "DROP DATABASE $db SYNC" >/dev/null; done
 }
@@ -174,7 +174,10 @@ done
 say "summary over $ROUNDS rounds (median, range):"
 python3 - "$RATIOS" <<'PY' | tee -a "$RESULTS"
 import statistics, sys
-runs = [tuple(map(float, l.split()))[1:] for l in open(sys.argv[1]) if l.strip()]
+lines = [l.split() for l in open(sys.argv[1]) if l.strip()]
+runs = [tuple(map(float, f[1:4])) for f in lines]
+bad = [f[0] for f in lines if f[4] != "ok"]
+print("  stored = acknowledged, rollup included: " + ("every round" if not bad else "MISMATCH in round " + ", ".join(bad)))
 def line(name, values, fmt):
     return "  %-34s %s  (%s-%s)" % (name, fmt % statistics.median(values), fmt % min(values), fmt % max(values))
 print(line("end to end, rows/s", [e for e, r, b in runs], "%.0f"))
