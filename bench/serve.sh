@@ -121,9 +121,9 @@ ceiling() {
   taskset -c 0 "$BIN" enrich "$OUT"/bodies/*.pb >/dev/null 2>"$OUT/enrich.log" || true
   end=$(date +%s.%N)
   spans=$(grep -oE '[0-9]+ spans' "$OUT/enrich.log" | head -1 | grep -oE '[0-9]+' || echo 0)
-  rate=$(python3 -c 'import sys; s,a,b=map(float,sys.argv[1:]); print(round(s/(b-a)))' "$spans" "$start" "$end")
-  echo "$ROUND enrich $rate" >>"$RATES"
-  say "$(python3 -c 'import sys; s,a,b=map(float,sys.argv[1:]); print("%-26s %9.0f spans/s  (%d spans in %.2f s)" % ("enrich (ceiling)", s/(b-a), s, b-a))' "$spans" "$start" "$end")"
+  set -- $(python3 -c 'import sys; s,a,b=map(float,sys.argv[1:]); print(round(s/(b-a)), "%.2f" % (b-a))' "$spans" "$start" "$end")
+  echo "$ROUND enrich $1" >>"$RATES"
+  say "$(printf '%-26s %9d spans/s  (%d spans in %s s)' "enrich (ceiling)" "$1" "$spans" "$2")"
 }
 
 while [ "$ROUND" -le "$ROUNDS" ]; do
@@ -156,7 +156,7 @@ for name, goal in list(goals.items()) + [("enrich", None)]:
         continue
     line = "  %-24s %9.0f spans/s  (%.0f-%.0f)" % (name, statistics.median(rates), min(rates), max(rates))
     if goal:
-        ratios = [c[name] / c["enrich"] for c in rounds.values() if name in c and c.get("enrich")]
+        ratios = [c[name] / c["enrich"] for c in rounds.values() if name in c and "enrich" in c]
         line += "  goal %d: %s" % (goal, "met" if statistics.median(rates) >= goal else "NOT met")
         if ratios:
             line += "; %.2f of the ceiling (goal 0.5)" % statistics.median(ratios)

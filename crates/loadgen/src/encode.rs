@@ -166,10 +166,15 @@ mod pb {
         }
     }
 
+    /// Bytes of a length-delimited field with a one-byte tag and `content` bytes.
+    fn delimited_len(content: usize) -> usize {
+        1 + varint_len(content as u64) + content
+    }
+
     /// Bytes of a scalar `AnyValue`'s encoding; `None` for an array.
     fn scalar_len(v: &Val) -> Option<usize> {
         match v {
-            Val::Str(s) => Some(1 + varint_len(s.len() as u64) + s.len()),
+            Val::Str(s) => Some(delimited_len(s.len())),
             Val::Bool(_) => Some(2),
             Val::Int(x) => Some(1 + varint_len(*x as u64)),
             Val::Double(_) => Some(9),
@@ -182,16 +187,14 @@ mod pb {
         // aside to patch afterwards (two patches per attribute were the
         // encoder's largest cost).
         if let Some(value_len) = scalar_len(value) {
+            // An empty key is left out, as `bytes_field` does.
             let key_len = if key.is_empty() {
                 0
             } else {
-                1 + varint_len(key.len() as u64) + key.len()
+                delimited_len(key.len())
             };
             tag(buf, field, 2);
-            varint(
-                buf,
-                (key_len + 1 + varint_len(value_len as u64) + value_len) as u64,
-            );
+            varint(buf, (key_len + delimited_len(value_len)) as u64);
             bytes_field(buf, 1, key.as_bytes());
             tag(buf, 2, 2);
             varint(buf, value_len as u64);
