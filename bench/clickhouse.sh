@@ -12,6 +12,9 @@
 # spool and journal each round) and summarised by the median ratio: on a
 # shared VM a single ratio moved by 0.1 from one run to the next.
 #
+# BIN: the binary; make bench-clickhouse passes the production build
+# (target/pgo/claudewatch, deploy/pgo), or with BENCH_BUILD=release target/release.
+#
 # Usage: bench/clickhouse.sh [CALLS]   (make bench-clickhouse; default 600000:
 # the pipeline's fill, about 1 s before the first batch is full, and its
 # drain, the 2 s merge window after the last request, stay a fixed cost)

@@ -14,6 +14,8 @@
 # the figure that drift moves least.
 #
 # Usage: bench/serve.sh [SECONDS_PER_CASE]   (make bench-serve)
+# BIN: the binary; make bench-serve passes the production build
+# (target/pgo/claudewatch, deploy/pgo), or with BENCH_BUILD=release target/release.
 set -eu
 SECS=${1:-15}
 ROUNDS=${BENCH_ROUNDS:-3}
