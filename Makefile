@@ -78,7 +78,8 @@ bench-instructions:
 	done
 
 ## bench-clickhouse: loadgen -> serve -> local ClickHouse rows/s (zero loss checked) vs the same rows inserted raw,
-## in BENCH_ROUNDS rounds (default 3) summarised by the median ratio.
+## in BENCH_ROUNDS rounds (default 3) summarised by the median ratio; the load generator builds its requests before
+## the clock starts (BENCH_PREBUILD=0: while it sends).
 bench-clickhouse: $(BENCH_DEP)
 	BIN=$(BENCH_BIN) sh bench/clickhouse.sh $(BENCH_CALLS)
 

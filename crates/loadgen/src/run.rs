@@ -1,7 +1,7 @@
 //! The run: workers that build, send and account for export requests, a
 //! pacer for the target rate, the progress line and the final report.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,6 +57,11 @@ pub struct Config {
     pub timeout: Duration,
     /// Print a progress line on stderr every second.
     pub progress: bool,
+    /// Build and encode every request before the clock starts (needs
+    /// [`Stop::Count`]; holds all the bodies in memory, about 1.5 KB per
+    /// call): the run then spends its CPU on sending only, like a replay, so
+    /// a benchmark on a shared machine measures the receiver, not the generator.
+    pub prebuild: bool,
 }
 
 impl Default for Config {
@@ -77,6 +82,7 @@ impl Default for Config {
             max_retry_wait: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
             progress: false,
+            prebuild: false,
         }
     }
 }
@@ -122,6 +128,9 @@ pub struct Report {
     pub latency_ms: Latency,
     /// Run time, seconds.
     pub elapsed_s: f64,
+    /// When the run's clock started (after a prebuild), Unix seconds: the
+    /// start of the sending, for a benchmark that times the receiver.
+    pub started_unix_s: f64,
     /// Request body bytes sent (after compression), acknowledged requests.
     pub bytes_acked: u64,
     /// The seed (rerun with it to send the same calls).
@@ -199,6 +208,8 @@ struct Shared {
     calls_generated: AtomicU64,
     errors: AtomicU64,
     failed_calls: Mutex<HashSet<u64>>,
+    /// With [`Config::prebuild`]: every request, built before the start.
+    prebuilt: Option<Mutex<VecDeque<Ready>>>,
 }
 
 struct Sched {
@@ -277,6 +288,11 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     if !(config.rate >= 0.0 && config.rate.is_finite()) {
         return Err(Error::Config("rate must be a finite number >= 0".into()));
     }
+    if config.prebuild && !matches!(config.stop, Stop::Count(_)) {
+        return Err(Error::Config(
+            "prebuild needs a count of calls, not a duration".into(),
+        ));
+    }
     let endpoint = config
         .endpoint
         .clone()
@@ -299,7 +315,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
     };
     let plan = Plan::new(mix, config.spans_per_request, limit);
     let calls_per_request = plan.calls_per_request();
-    let shared = Arc::new(Shared {
+    let mut shared = Shared {
         plan,
         target,
         config: config.clone(),
@@ -315,7 +331,13 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         calls_generated: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         failed_calls: Mutex::new(HashSet::new()),
-    });
+        prebuilt: None,
+    };
+    if config.prebuild {
+        prebuild(&mut shared)?;
+    }
+    let started_unix_s = wall_ns() as f64 / 1e9;
+    let shared = Arc::new(shared);
 
     let done = Arc::new(AtomicBool::new(false));
     let progress = config.progress.then(|| {
@@ -344,6 +366,7 @@ pub async fn run(config: Config) -> Result<Report, Error> {
         protocol: config.protocol,
         gzip: config.gzip,
         calls_per_request,
+        started_unix_s,
         ..Report::default()
     };
     for t in tallies {
@@ -430,15 +453,7 @@ async fn worker(shared: Arc<Shared>) -> Result<Tally, Error> {
         hist: Histogram::new_with_bounds(1, 600_000_000, 3)
             .map_err(|e| Error::Worker(e.to_string()))?,
     };
-    let mut builder = Builder {
-        built: Built::default(),
-        order: Vec::new(),
-        body: Vec::new(),
-        // Bodies are compressed here, once per request (gRPC messages too:
-        // see `GrpcConn`), at gzip's fast level.
-        gzip: cfg.gzip,
-        format: cfg.protocol.format(),
-    };
+    let mut builder = Builder::new(cfg);
     let mut next = builder.next(&shared)?;
     while let Some(Ready {
         ticket,
@@ -551,9 +566,24 @@ struct Builder {
 }
 
 impl Builder {
-    /// Takes the next ticket with spans and builds its request; `None` once
-    /// the run is over.
+    fn new(cfg: &Config) -> Builder {
+        Builder {
+            built: Built::default(),
+            order: Vec::new(),
+            body: Vec::new(),
+            // Bodies are compressed here, once per request (gRPC messages too:
+            // see `GrpcConn`), at gzip's fast level.
+            gzip: cfg.gzip,
+            format: cfg.protocol.format(),
+        }
+    }
+
+    /// Takes the next ticket with spans and builds its request (or, after
+    /// [`prebuild`], takes the next one built); `None` once the run is over.
     fn next(&mut self, shared: &Shared) -> Result<Option<Ready>, Error> {
+        if let Some(queue) = &shared.prebuilt {
+            return Ok(queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front());
+        }
         while let Some(ticket) = shared.take() {
             shared.plan.build(ticket, &mut self.built);
             shared
@@ -585,6 +615,30 @@ impl Builder {
         }
         Ok(None)
     }
+}
+
+/// Builds every request of the run into `shared.prebuilt`, then restarts the
+/// clock: the run's rate and elapsed time cover the sending only.
+fn prebuild(shared: &mut Shared) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let mut builder = Builder::new(&shared.config);
+    let mut queue = VecDeque::new();
+    let mut bytes = 0usize;
+    while let Some(ready) = builder.next(shared)? {
+        bytes += ready.payload.len();
+        queue.push_back(ready);
+    }
+    if shared.config.progress {
+        eprintln!(
+            "loadgen: built {} requests ({:.1} MB) in {:.2} s before the start",
+            queue.len(),
+            bytes as f64 / 1e6,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    shared.prebuilt = Some(Mutex::new(queue));
+    shared.start = Instant::now();
+    Ok(())
 }
 
 fn gzip(body: &[u8]) -> Result<Bytes, Error> {

@@ -288,6 +288,56 @@ async fn grpc_gzip_with_unavailable_then_success() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prebuilt_requests_send_the_same_calls_exactly_once() {
+    // Built before the start, then sent (one request pushed back and resent):
+    // the receiver holds exactly the calls counted, and the same bodies as a
+    // run that builds while it sends (same seed), timestamps aside.
+    let prebuilt = Arc::new(Received {
+        push_back: AtomicU64::new(1),
+        ..Received::default()
+    });
+    let url = http_server(prebuilt.clone()).await;
+    let mut c = config(Protocol::HttpProtobuf, url, Stop::Count(800));
+    c.prebuild = true;
+    let report = run(c).await.unwrap();
+    assert_eq!(report.calls_acked, 800);
+    assert_eq!(report.retries, 1, "{report:?}");
+    assert_exact(&report, &prebuilt);
+
+    let live = Arc::new(Received::default());
+    let url = http_server(live.clone()).await;
+    let live_report = run(config(Protocol::HttpProtobuf, url, Stop::Count(800)))
+        .await
+        .unwrap();
+    assert_eq!(live_report.requests, report.requests);
+    assert_eq!(live_report.spans_acked, report.spans_acked);
+    let sizes = |r: &Received| {
+        let mut v: Vec<usize> = r
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.len())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(sizes(&prebuilt), sizes(&live));
+}
+
+#[tokio::test]
+async fn prebuild_needs_a_count() {
+    let mut c = config(
+        Protocol::HttpProtobuf,
+        "http://127.0.0.1:9".into(),
+        Stop::Duration(Duration::from_millis(100)),
+    );
+    c.prebuild = true;
+    let err = run(c).await.unwrap_err();
+    assert!(err.to_string().contains("prebuild needs a count"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_plain_for_a_duration() {
     let state = Arc::new(Received::default());
     let url = grpc_server(state.clone()).await;

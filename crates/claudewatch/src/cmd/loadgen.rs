@@ -32,7 +32,8 @@ Output: a progress line on stderr every second (elapsed, spans/s, calls acked, \
 errors), then the report in words on stderr. --summary-json FILE writes \
 {calls_acked, spans_acked, calls_generated, calls_failed, requests, \
 requests_failed, retries, errors_by_kind, rate_spans_per_s, latency_ms: {p50, \
-p90, p99, max}, elapsed_s, bytes_acked, seed, protocol, gzip, calls_per_request}. \
+p90, p99, max}, elapsed_s, started_unix_s, bytes_acked, seed, protocol, gzip, \
+calls_per_request}. \
 errors_by_kind counts every unsuccessful attempt (http_503, grpc_unavailable, \
 connect, timeout, partial_success, ...); latency is per answered attempt.
 
@@ -108,6 +109,11 @@ pub struct LoadgenArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Build and encode all --count calls' requests before the clock starts
+    /// (in memory, about 1.5 KB per call), then only send them: for benchmarks
+    /// where the generator shares the receiver's cores.
+    #[arg(long, requires = "count")]
+    prebuild: bool,
     /// Send nothing: write the --count calls' request bodies to DIR as
     /// NNNNNNNN-traces.pb (or .json), the same payload, for `claudewatch enrich`.
     #[arg(long, value_name = "DIR", requires = "count")]
@@ -170,6 +176,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
         max_retry_wait: args.max_retry_wait,
         timeout: args.timeout,
         progress: !args.quiet,
+        prebuild: args.prebuild,
     };
     let report = run_blocking(config, args.threads).context("loadgen")?;
     eprint!("{}", report.to_words());
