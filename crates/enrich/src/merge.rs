@@ -11,7 +11,8 @@
 //!    while the previous attempt failed retryably (the SDK's retries);
 //! 5. unlinked twins: an SDK span and an instrumentation span of the same
 //!    service and model, in different traces, the SDK span inside the
-//!    instrumentation span's time range.
+//!    instrumentation span's time range, and not contradicting each other
+//!    (an error answer on one side, a message on the other).
 
 use std::num::NonZeroU64;
 
@@ -364,7 +365,10 @@ fn join_twins(
             if co.start_unix_nano < lo_start {
                 break;
             }
-            if used.contains(&c) || co.trace_id == so.trace_id && co.trace_id.is_some() {
+            if used.contains(&c)
+                || co.trace_id == so.trace_id && co.trace_id.is_some()
+                || contradict(so, co)
+            {
                 continue;
             }
             let inside = so.end_unix_nano <= co.end_unix_nano.saturating_add(TWIN_SLACK_NS);
@@ -382,6 +386,19 @@ fn join_twins(
             }
         }
     }
+}
+
+/// Whether two spans cannot describe the same call: one is an error answer
+/// (an HTTP status of 400 or more, and no message of its own), the other
+/// holds a message (a response id or output tokens). In a stream, a wrapper
+/// whose own SDK span has not arrived yet must not pass for the unlinked twin
+/// of another call's failed SDK span.
+fn contradict(a: &Observation, b: &Observation) -> bool {
+    let made_message =
+        |o: &Observation| o.response_id.is_some() || o.usage.output.is_some_and(|n| n > 0);
+    let error_answer =
+        |o: &Observation| o.http_status.is_some_and(|s| s >= 400) && !made_message(o);
+    error_answer(a) && made_message(b) || error_answer(b) && made_message(a)
 }
 
 /// The fields of one call, picked from its observations by trust.
@@ -704,6 +721,35 @@ mod tests {
         assert_eq!(second, members(&group(&small)));
         assert_eq!(second.iter().map(Vec::len).sum::<usize>(), small.len());
         assert!(second.iter().flatten().all(|&i| i < small.len()));
+    }
+
+    #[test]
+    fn a_wrapper_with_a_message_is_not_the_twin_of_a_failed_sdk_span() {
+        // Seen in a stream under load: call A's wrapper (a message, its own SDK
+        // span not arrived yet) and call B's failed SDK span (a 500, its
+        // unlinked wrapper not arrived yet) overlap in time, same service and
+        // model. They are not twins; a later wrapper of B still pairs with B.
+        let t0 = 1_000_000_000_000;
+        let [mut wrapper_a, mut failed_b] = twins(0, t0, 50_000_000, (1_000_000, 40_000_000));
+        wrapper_a.response_id = Some("msg_a".into());
+        wrapper_a.usage.output = Some(395);
+        failed_b.http_status = Some(500);
+        failed_b.request_id = Some("req_b".into());
+        let obs = vec![wrapper_a.clone(), failed_b.clone()];
+        assert_eq!(members(&group(&obs)), vec![vec![0], vec![1]]);
+
+        let [mut wrapper_b, _] = twins(1, t0, 50_000_000, (0, 0));
+        wrapper_b.exception_type = Some("InternalServerError".into());
+        let obs = vec![wrapper_a, failed_b, wrapper_b];
+        assert_eq!(members(&group(&obs)), vec![vec![0], vec![1, 2]]);
+
+        // A message on both sides (a stream cut mid-way: an error status, a
+        // message started) is no contradiction.
+        let [mut wrapper, mut cut] = twins(2, t0, 50_000_000, (1_000_000, 40_000_000));
+        wrapper.usage.output = Some(12);
+        cut.http_status = Some(529);
+        cut.response_id = Some("msg_c".into());
+        assert_eq!(group(&[wrapper, cut]).len(), 1);
     }
 
     #[test]
