@@ -62,7 +62,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut window = MergeWindow::new(
         EnrichConfig::default(),
-        WindowLimits { max_age_ns: 1, max_observations: 64 },
+        WindowLimits {
+            max_age_ns: 1,
+            max_observations: 64,
+            max_sealed_ids: 1024,
+        },
     );
     // serve's path: extraction (zero-copy for protobuf traces), then the window.
     let limits = EnrichConfig::default().attribute_limits;

@@ -68,10 +68,15 @@ pub struct PipelineConfig {
     /// A call's record is written once none of its spans or logs arrived for
     /// this long, so pieces exported in different requests merge.
     pub merge_window_ms: u64,
-    /// Observations the merge window holds at most (about 1 KB each, with
-    /// the ids kept of sealed calls); beyond, the oldest calls are written
-    /// early, down to half this many.
+    /// Observations the merge window holds at most (about 1 KB each);
+    /// beyond, the oldest calls are written early, down to half this many.
     pub merge_window_max_observations: usize,
+    /// Ids of written calls kept (for 10 × `merge_window_ms` at most) to
+    /// recognise a late piece of an already written call, about 25 bytes each;
+    /// the oldest are forgotten first. A call has 2 to 4 ids: at 200,000
+    /// spans/s the default covers about 2 s, long enough for a piece refused
+    /// (503) and retried after Retry-After.
+    pub merge_window_max_sealed_ids: usize,
 }
 
 /// The write-ahead spool: acknowledged requests, kept until their records are stored.
@@ -286,6 +291,7 @@ impl Default for PipelineConfig {
             admission_wait_ms: 250,
             merge_window_ms: 2_000,
             merge_window_max_observations: 50_000,
+            merge_window_max_sealed_ids: 1_000_000,
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub queued_bytes: Gauge<i64, AtomicI64>,
     /// Observations waiting in the merge windows.
     pub window_observations: Gauge<i64, AtomicI64>,
+    /// Ids of written calls held to recognise late duplicates.
+    pub window_sealed_ids: Gauge<i64, AtomicI64>,
     /// Observations that arrived after their call was stored, dropped.
     pub late_duplicates: Counter,
     /// Calls sealed before their age because the window was full.
@@ -101,6 +103,7 @@ impl Metrics {
             spool_append_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             queued_bytes: Gauge::default(),
             window_observations: Gauge::default(),
+            window_sealed_ids: Gauge::default(),
             late_duplicates: Counter::default(),
             sealed_early: Counter::default(),
             unstored_records: Gauge::default(),
@@ -170,6 +173,11 @@ impl Metrics {
             "claudewatch_merge_window_observations",
             "Observations waiting in the merge windows for the rest of their call",
             m.window_observations.clone(),
+        );
+        registry.register(
+            "claudewatch_merge_window_sealed_ids",
+            "Ids of written calls held to recognise a late piece of them (pipeline.merge_window_max_sealed_ids)",
+            m.window_sealed_ids.clone(),
         );
         registry.register(
             "claudewatch_late_duplicates",

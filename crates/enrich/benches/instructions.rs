@@ -35,6 +35,7 @@ fn main() {
         WindowLimits {
             max_age_ns: 1,
             max_observations: 1 << 20,
+            max_sealed_ids: 1 << 22,
         },
     );
     for (round, body) in bodies.iter().enumerate() {

@@ -6,9 +6,12 @@
 //! `max_age`; then the call is sealed into a record. When more than
 //! `max_observations` wait, the oldest calls are sealed early (down to half
 //! the cap), so memory stays bounded. Each sealed call leaves its ids behind
-//! for `max_age × 10` (bounded too): an observation arriving later that shares
-//! an id with a sealed call is a late duplicate, counted and dropped instead
-//! of becoming a second record.
+//! for `max_age × 10`, and at most `max_sealed_ids` of them (the oldest are
+//! forgotten first): an observation arriving later that shares an id with a
+//! sealed call still held is a late duplicate, counted and dropped instead of
+//! becoming a second record. One arriving after its call's ids were forgotten
+//! (at a high rate, a piece whose request was refused and retried seconds
+//! later) becomes a record of its own.
 //!
 //! Every observation carries its [`Origin`] (the spool entry it came from and
 //! its ordinal there), so a crash-recovery replay can skip exactly the
@@ -93,6 +96,10 @@ pub struct WindowLimits {
     pub max_age_ns: u64,
     /// More observations than this seal the oldest calls early.
     pub max_observations: usize,
+    /// Ids of sealed calls kept at most, for recognising late duplicates
+    /// (about 25 bytes each; the oldest are forgotten first). At a given rate
+    /// of ids, this is how far back a late piece is still recognised.
+    pub max_sealed_ids: usize,
 }
 
 /// Counters of a window.
@@ -269,6 +276,11 @@ impl MergeWindow {
     /// Counters so far.
     pub fn stats(&self) -> &WindowStats {
         &self.stats
+    }
+
+    /// Ids of sealed calls held for recognising late duplicates.
+    pub fn sealed_ids(&self) -> usize {
+        self.sealed.order.len()
     }
 
     /// The current position, to undo pushes that could not be made durable.
@@ -479,11 +491,10 @@ impl MergeWindow {
     }
 
     /// Forgets sealed ids older than ten window ages, and the oldest beyond
-    /// four keys per observation the window may hold.
+    /// `max_sealed_ids`.
     fn expire_keys(&mut self, now_ns: u64) {
         let horizon = now_ns.saturating_sub(self.limits.max_age_ns.saturating_mul(10));
-        let cap = self.limits.max_observations.saturating_mul(4).max(1024);
-        self.sealed.expire(horizon, cap);
+        self.sealed.expire(horizon, self.limits.max_sealed_ids);
     }
 }
 

@@ -66,6 +66,7 @@ fn limits() -> WindowLimits {
     WindowLimits {
         max_age_ns: AGE,
         max_observations: 100_000,
+        max_sealed_ids: 400_000,
     }
 }
 
@@ -220,6 +221,40 @@ fn a_resend_after_sealing_is_a_late_duplicate_not_a_second_record() {
 }
 
 #[test]
+fn a_resend_is_recognised_while_its_ids_are_held_and_only_then() {
+    // Seal every call, then resend every request: with room for all the
+    // sealed ids, each resent observation is a late duplicate; with none,
+    // each call is written again (the limit `max_sealed_ids` documents).
+    let reqs = requests("anthropic-native");
+    let calls = batch(&reqs).len();
+    let run = |max_sealed_ids: usize| {
+        let mut w = MergeWindow::new(
+            EnrichConfig::default(),
+            WindowLimits {
+                max_sealed_ids,
+                ..limits()
+            },
+        );
+        for (i, r) in reqs.iter().enumerate() {
+            w.push(r, i as u64, 0);
+        }
+        assert_eq!(w.seal(AGE, false).records.len(), calls);
+        let held = w.sealed_ids();
+        for (i, r) in reqs.iter().enumerate() {
+            w.push(r, 100 + i as u64, AGE + MS);
+        }
+        let again = w.seal(AGE * 3, false).records.len();
+        (held, again, w.stats().late_duplicates)
+    };
+    let (all_ids, again, late) = run(1 << 20);
+    assert!(all_ids >= calls, "each call leaves at least one id");
+    assert_eq!((again, late > 0), (0, true));
+    assert_eq!(run(all_ids), (all_ids, 0, late));
+    let (held, again, late) = run(0);
+    assert_eq!((held, again, late), (0, calls, 0));
+}
+
+#[test]
 fn seal_into_appends_after_what_the_buffer_already_holds() {
     let reqs = requests("anthropic-native");
     let expected = batch(&reqs);
@@ -271,6 +306,7 @@ fn a_full_window_seals_its_oldest_calls_early() {
         WindowLimits {
             max_age_ns: AGE,
             max_observations: cap,
+            max_sealed_ids: (cap * 4).max(1024),
         },
     );
     let mut records = Vec::new();

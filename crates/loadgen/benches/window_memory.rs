@@ -34,6 +34,7 @@ fn main() {
         WindowLimits {
             max_age_ns: 2_000_000_000,
             max_observations: usize::MAX,
+            max_sealed_ids: usize::MAX,
         },
     );
 

@@ -157,6 +157,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             window: WindowLimits {
                 max_age_ns: config.pipeline.merge_window_ms.saturating_mul(1_000_000),
                 max_observations: config.pipeline.merge_window_max_observations,
+                max_sealed_ids: config.pipeline.merge_window_max_sealed_ids,
             },
             spool: SpoolConfig {
                 dir: config.spool.dir.clone(),

@@ -148,6 +148,7 @@ fn test_settings(spool: &std::path::Path) -> PipelineSettings {
         window: WindowLimits {
             max_age_ns: 0,
             max_observations: 1000,
+            max_sealed_ids: 4000,
         },
         spool: SpoolConfig {
             dir: spool.to_path_buf(),
@@ -370,6 +371,7 @@ async fn a_window_over_its_cap_is_sealed_at_once_down_to_half() {
         window: WindowLimits {
             max_age_ns: 3_600_000_000_000,
             max_observations: CAP,
+            max_sealed_ids: (CAP * 4).max(1024),
         },
         ..test_settings(&spool)
     };

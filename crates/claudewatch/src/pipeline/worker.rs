@@ -474,7 +474,7 @@ impl Worker {
     /// Publishes the windows' counters and size.
     fn report_window(&mut self) {
         let mut total = WindowStats::default();
-        let mut waiting = 0;
+        let (mut waiting, mut sealed_ids) = (0, 0);
         for w in self.windows.values() {
             let s = w.stats();
             total.calls += s.calls;
@@ -482,6 +482,7 @@ impl Worker {
             total.late_duplicates += s.late_duplicates;
             total.sealed_early += s.sealed_early;
             waiting += w.len();
+            sealed_ids += w.sealed_ids();
         }
         let m = &self.shared.metrics;
         m.observations_merged
@@ -497,6 +498,7 @@ impl Worker {
                 .saturating_sub(self.reported.sealed_early),
         );
         m.window_observations.set(waiting as i64);
+        m.window_sealed_ids.set(sealed_ids as i64);
         self.reported = total;
     }
 }
