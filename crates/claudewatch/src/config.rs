@@ -72,7 +72,7 @@ pub struct PipelineConfig {
     /// beyond, the oldest calls are written early, down to half this many.
     pub merge_window_max_observations: usize,
     /// Ids of written calls kept (for 10 × `merge_window_ms` at most) to
-    /// recognise a late piece of an already written call, about 25 bytes each;
+    /// recognise a late piece of an already written call, about 30 bytes each;
     /// the oldest are forgotten first. A call has 2 to 4 ids: at 200,000
     /// spans/s the default covers about 2 s, long enough for a piece refused
     /// (503) and retried after Retry-After.

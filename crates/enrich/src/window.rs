@@ -8,10 +8,11 @@
 //! the cap), so memory stays bounded. Each sealed call leaves its ids behind
 //! for `max_age × 10`, and at most `max_sealed_ids` of them (the oldest are
 //! forgotten first): an observation arriving later that shares an id with a
-//! sealed call still held is a late duplicate, counted and dropped instead of
-//! becoming a second record. One arriving after its call's ids were forgotten
-//! (at a high rate, a piece whose request was refused and retried seconds
-//! later) becomes a record of its own.
+//! sealed call still held, and no other request id than that call's, is a
+//! late duplicate, counted and dropped instead of becoming a second record.
+//! One arriving after its call's ids were forgotten (at a high rate, a piece
+//! whose request was refused and retried seconds later) becomes a record of
+//! its own.
 //!
 //! Every observation carries its [`Origin`] (the spool entry it came from and
 //! its ordinal there), so a crash-recovery replay can skip exactly the
@@ -21,7 +22,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
 
-use rustc_hash::FxHashSet as HashSet;
+use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use claudewatch_otlp::{decode, DecodeError, Encoding, ExportRequest, Signal};
@@ -97,7 +98,7 @@ pub struct WindowLimits {
     /// More observations than this seal the oldest calls early.
     pub max_observations: usize,
     /// Ids of sealed calls kept at most, for recognising late duplicates
-    /// (about 25 bytes each; the oldest are forgotten first). At a given rate
+    /// (about 30 bytes each; the oldest are forgotten first). At a given rate
     /// of ids, this is how far back a late piece is still recognised.
     pub max_sealed_ids: usize,
 }
@@ -134,19 +135,45 @@ struct Waiting {
 
 /// The ids of recently sealed calls, bounded by age and count.
 ///
-/// Every id is kept as its 64-bit key (see [`crate::links`]): about 30 bytes
-/// per id with the expiry order, instead of the ids themselves, and a false
-/// match (dropping a call as a late duplicate) would take a 2^-64 collision
-/// that a client cannot aim for.
+/// Every id is kept as its 64-bit key (see [`crate::links`]) with its call's
+/// request fingerprint, 12 bytes in the table: about 30 bytes per id with
+/// the expiry order, instead of the ids themselves. A false match (dropping a
+/// call as a late duplicate) would take a 2^-64 collision that a client
+/// cannot aim for.
 #[derive(Debug, Default)]
 struct SealedIds {
     /// The keyed hash of this window's ids (its observations' links too).
     ids: IdKeys,
-    keys: HashSet<NonZeroU64>,
+    /// Each held key, found by the key itself (already a keyed hash).
+    held: HashTable<HeldId>,
     /// Keys in the order they were added, oldest first.
     order: VecDeque<NonZeroU64>,
     /// Per seal that added keys, oldest first: when, and how many keys.
     seals: VecDeque<(u64, usize)>,
+}
+
+/// One id of a sealed call, packed in 12 bytes (alignment 4): its key, and a
+/// fingerprint of its call's request id ([`NO_REQUEST`] when it had none).
+#[derive(Debug, Clone, Copy)]
+struct HeldId {
+    key: [u32; 2],
+    request: u32,
+}
+
+/// The request fingerprint of a call without a request id.
+const NO_REQUEST: u32 = 0;
+
+impl HeldId {
+    fn key(&self) -> u64 {
+        u64::from(self.key[0]) | u64::from(self.key[1]) << 32
+    }
+}
+
+/// A request id's key reduced to 32 bits, never [`NO_REQUEST`]. Two different
+/// requests share one with probability 2^-32; that only makes a late piece
+/// of another call pass for a duplicate again, as before requests were compared.
+fn request_fingerprint(request: Option<NonZeroU64>) -> u32 {
+    request.map_or(NO_REQUEST, |k| ((k.get() >> 32) as u32).max(1))
 }
 
 impl SealedIds {
@@ -154,37 +181,65 @@ impl SealedIds {
         self.order.is_empty()
     }
 
-    fn has(&self, key: NonZeroU64) -> bool {
-        self.keys.contains(&key)
+    /// The request fingerprint of the sealed call holding `key`, if any does.
+    fn held(&self, key: NonZeroU64) -> Option<u32> {
+        let key = key.get();
+        self.held.find(key, |h| h.key() == key).map(|h| h.request)
     }
 
-    /// Whether `o` (whose links are `l`) shares an id with a sealed call:
-    /// its request, response or span id; its parent is a sealed span (a late
-    /// HTTP attempt); or its span is a sealed call-level span's parent (a
-    /// late wrapper).
+    /// Whether `o` (whose links are `l`) is a late piece of a sealed call: it
+    /// shares an id with one (its request, response or span id; its parent
+    /// is a sealed span, a late HTTP attempt; or its span is a sealed
+    /// call-level span's parent, a late wrapper), and their request ids do
+    /// not differ. Two request ids are two calls, as in grouping: when a
+    /// compatible but wrong pairing sealed a piece of this call with another
+    /// call's request, the rest of this call is still a record of its own.
     fn matches(&self, o: &Observation, l: &Links) -> bool {
-        let has = |key: Option<NonZeroU64>| key.is_some_and(|k| self.has(k));
-        has(l.request)
-            || has(l.response)
-            || has(l.span)
-            || has(l.parent)
-            || o.trace_id
-                .zip(o.span_id)
-                .is_some_and(|(t, s)| self.has(self.ids.span(IdKind::Parent, &t, &s)))
+        let request = request_fingerprint(l.request);
+        let joins = |key: Option<NonZeroU64>| {
+            key.and_then(|k| self.held(k)).is_some_and(|sealed| {
+                sealed == NO_REQUEST || request == NO_REQUEST || sealed == request
+            })
+        };
+        joins(l.request)
+            || joins(l.response)
+            || joins(l.span)
+            || joins(l.parent)
+            || joins(
+                o.trace_id
+                    .zip(o.span_id)
+                    .map(|(t, s)| self.ids.span(IdKind::Parent, &t, &s)),
+            )
     }
 
-    fn remember(&mut self, o: &Observation, l: &Links, now_ns: u64) {
+    /// Holds the ids of `o` (links `l`), an observation of a call sealed at
+    /// `now_ns` whose request id's key is `call_request`.
+    fn remember(
+        &mut self,
+        o: &Observation,
+        l: &Links,
+        call_request: Option<NonZeroU64>,
+        now_ns: u64,
+    ) {
         let mut new_keys: SmallVec<[NonZeroU64; 4]> = SmallVec::new();
         new_keys.extend([l.request, l.response, l.span].into_iter().flatten());
         if let (Some(t), Some(p), true) = (o.trace_id, o.parent_span_id, l.kind.is_call_level()) {
             new_keys.push(self.ids.span(IdKind::Parent, &t, &p));
         }
+        let request = request_fingerprint(call_request);
         let mut added = 0;
         for key in new_keys {
-            if self.keys.insert(key) {
-                self.order.push_back(key);
-                added += 1;
+            let k = key.get();
+            if self.held.find(k, |h| h.key() == k).is_some() {
+                continue;
             }
+            let id = HeldId {
+                key: [k as u32, (k >> 32) as u32],
+                request,
+            };
+            self.held.insert_unique(k, id, HeldId::key);
+            self.order.push_back(key);
+            added += 1;
         }
         if added == 0 {
             return;
@@ -204,7 +259,10 @@ impl SealedIds {
                 break;
             }
             for key in self.order.drain(..drop) {
-                self.keys.remove(&key);
+                let k = key.get();
+                if let Ok(entry) = self.held.find_entry(k, |h| h.key() == k) {
+                    entry.remove();
+                }
             }
             if drop == n {
                 self.seals.pop_front();
@@ -466,11 +524,13 @@ impl MergeWindow {
         }
         let mut consumed = vec![false; self.pending.len()];
         for g in &sealed_groups {
+            // Grouping never joins two request ids: the call has one at most.
+            let call_request = g.iter().find_map(|&i| self.links[i].request);
             for &i in g.iter() {
                 consumed[i] = true;
                 out.origins.push(self.waiting[i].origin);
                 self.sealed
-                    .remember(&self.pending[i], &self.links[i], now_ns);
+                    .remember(&self.pending[i], &self.links[i], call_request, now_ns);
             }
         }
         let before = out.records.len();
@@ -531,7 +591,7 @@ mod tests {
         }
         fn remember_call(&mut self, o: &Observation, now_ns: u64) {
             let links = self.ids.links(o);
-            self.remember(o, &links, now_ns);
+            self.remember(o, &links, links.request, now_ns);
         }
     }
 
@@ -573,6 +633,105 @@ mod tests {
     }
 
     #[test]
+    fn a_late_piece_with_another_request_id_is_a_call_of_its_own() {
+        let mut ids = SealedIds::default();
+        ids.remember_call(&call(1), 10);
+        let piece = |request: Option<&str>| Observation {
+            kind: Some(EvidenceKind::SdkSpan),
+            request_id: request.map(Into::into),
+            response_id: Some("msg_1".into()),
+            ..Observation::default()
+        };
+        assert!(ids.matches_call(&piece(Some("req_1"))));
+        assert!(ids.matches_call(&piece(None)), "no request id: no conflict");
+        assert!(!ids.matches_call(&piece(Some("req_2"))));
+    }
+
+    /// An observation of `kind` in trace `trace` (span `span`), of one
+    /// service and model, from `start` to `end`, answered with `status`.
+    fn span(kind: EvidenceKind, trace: u8, span: u8, (start, end): (u64, u64)) -> Observation {
+        Observation {
+            kind: Some(kind),
+            convention: Some(crate::observation::Convention::OpenLlmetry),
+            trace_id: Some([trace; 16]),
+            span_id: Some([span; 8]),
+            service: Some("svc".into()),
+            request_model: Some("claude-sonnet-4-5".into()),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            http_status: Some(529),
+            ..Observation::default()
+        }
+    }
+
+    fn admit(w: &mut MergeWindow, observations: Vec<Observation>, entry: u64, now_ns: u64) {
+        let x = Extracted {
+            observations,
+            stats: ExtractStats::default(),
+        };
+        w.admit_extracted(x, entry, now_ns);
+    }
+
+    #[test]
+    fn a_wrong_twin_pairing_does_not_swallow_the_rest_of_the_call() {
+        // Two calls overloaded (529) at the same time, same service and model,
+        // each an SDK span and an unlinked wrapper. A's wrapper and B's SDK
+        // span arrive first and, as unlinked twins, pass for one call. A's SDK
+        // span (a child of A's wrapper) comes after that call was sealed: it
+        // has another request id, so it is A's record, not a late duplicate.
+        let limits = WindowLimits {
+            max_age_ns: 1_000,
+            max_observations: 1_000,
+            max_sealed_ids: 1_000,
+        };
+        let mut w = MergeWindow::new(EnrichConfig::default(), limits);
+        let t0 = 1_000_000_000_000;
+        let wrapper_a = span(
+            EvidenceKind::InstrumentationSpan,
+            1,
+            1,
+            (t0, t0 + 50_000_000),
+        );
+        let mut sdk_b = span(
+            EvidenceKind::SdkSpan,
+            2,
+            2,
+            (t0 + 1_000_000, t0 + 40_000_000),
+        );
+        sdk_b.request_id = Some("req_b".into());
+        admit(&mut w, vec![wrapper_a, sdk_b.clone()], 0, 0);
+        assert_eq!(w.seal(1_000, false).records.len(), 1, "paired as twins");
+
+        let mut sdk_a = span(
+            EvidenceKind::SdkSpan,
+            1,
+            3,
+            (t0 + 2_000_000, t0 + 45_000_000),
+        );
+        sdk_a.parent_span_id = Some([1; 8]);
+        sdk_a.request_id = Some("req_a".into());
+        let mut resent_b = sdk_b;
+        resent_b.service = Some("another".into());
+        admit(&mut w, vec![sdk_a.clone(), resent_b], 1, 2_000);
+        assert_eq!(w.stats().late_duplicates, 1, "B's resend is late");
+        let sealed = w.seal(3_000, false);
+        assert_eq!(sealed.records.len(), 1);
+        assert_eq!(sealed.records[0].request_id.as_deref(), Some("req_a"));
+
+        // A piece without a request id under A's wrapper still joins the
+        // call that wrapper was sealed with.
+        let mut attempt = span(
+            EvidenceKind::HttpSpan,
+            1,
+            4,
+            (t0 + 2_000_000, t0 + 44_000_000),
+        );
+        attempt.parent_span_id = Some([1; 8]);
+        admit(&mut w, vec![attempt], 2, 4_000);
+        assert_eq!(w.stats().late_duplicates, 2);
+    }
+
+    #[test]
     fn sealed_ids_expire_by_age_then_by_count_oldest_first() {
         let mut ids = SealedIds::default();
         for n in 0..10 {
@@ -583,10 +742,10 @@ mod tests {
         assert!(!ids.matches_call(&call(1)) && ids.matches_call(&call(2)));
         assert_eq!(ids.order.len(), 32);
         ids.expire(0, 30); // two keys over: the oldest two of call 2
-        assert_eq!((ids.order.len(), ids.keys.len()), (30, 30));
+        assert_eq!((ids.order.len(), ids.held.len()), (30, 30));
         assert!(ids.matches_call(&call(2)), "call 2's span keys remain");
         ids.expire(0, 0);
-        assert!(ids.is_empty() && ids.keys.is_empty() && ids.seals.is_empty());
+        assert!(ids.is_empty() && ids.held.is_empty() && ids.seals.is_empty());
         assert!(!ids.matches_call(&call(9)));
     }
 }
