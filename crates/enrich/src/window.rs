@@ -136,7 +136,7 @@ struct Waiting {
 /// The ids of recently sealed calls, bounded by age and count.
 ///
 /// Every id is kept as its 64-bit key (see [`crate::links`]) with its call's
-/// request fingerprint, 12 bytes in the table: about 30 bytes per id with
+/// request fingerprint, 10 bytes in the table: about 30 bytes per id with
 /// the expiry order, instead of the ids themselves. A false match (dropping a
 /// call as a late duplicate) would take a 2^-64 collision that a client
 /// cannot aim for.
@@ -152,28 +152,43 @@ struct SealedIds {
     seals: VecDeque<(u64, usize)>,
 }
 
-/// One id of a sealed call, packed in 12 bytes (alignment 4): its key, and a
-/// fingerprint of its call's request id ([`NO_REQUEST`] when it had none).
+/// One id of a sealed call, packed in 10 bytes (alignment 1, no padding):
+/// its key, and a fingerprint of its call's request id ([`NO_REQUEST`] when
+/// it had none).
 #[derive(Debug, Clone, Copy)]
 struct HeldId {
-    key: [u32; 2],
-    request: u32,
+    key: [u8; 8],
+    request: [u8; 2],
 }
 
+const _: () = assert!(std::mem::size_of::<HeldId>() == 10);
+
 /// The request fingerprint of a call without a request id.
-const NO_REQUEST: u32 = 0;
+const NO_REQUEST: u16 = 0;
 
 impl HeldId {
+    fn new(key: u64, request: u16) -> Self {
+        Self {
+            key: key.to_le_bytes(),
+            request: request.to_le_bytes(),
+        }
+    }
+
     fn key(&self) -> u64 {
-        u64::from(self.key[0]) | u64::from(self.key[1]) << 32
+        u64::from_le_bytes(self.key)
+    }
+
+    fn request(&self) -> u16 {
+        u16::from_le_bytes(self.request)
     }
 }
 
-/// A request id's key reduced to 32 bits, never [`NO_REQUEST`]. Two different
-/// requests share one with probability 2^-32; that only makes a late piece
-/// of another call pass for a duplicate again, as before requests were compared.
-fn request_fingerprint(request: Option<NonZeroU64>) -> u32 {
-    request.map_or(NO_REQUEST, |k| ((k.get() >> 32) as u32).max(1))
+/// A request id's key reduced to 16 bits, never [`NO_REQUEST`]. Two different
+/// requests share one with probability 2^-16; that only makes a late piece
+/// of another call that also shares an id with it pass for a duplicate
+/// again, as before requests were compared.
+fn request_fingerprint(request: Option<NonZeroU64>) -> u16 {
+    request.map_or(NO_REQUEST, |k| ((k.get() >> 48) as u16).max(1))
 }
 
 impl SealedIds {
@@ -182,9 +197,9 @@ impl SealedIds {
     }
 
     /// The request fingerprint of the sealed call holding `key`, if any does.
-    fn held(&self, key: NonZeroU64) -> Option<u32> {
+    fn held(&self, key: NonZeroU64) -> Option<u16> {
         let key = key.get();
-        self.held.find(key, |h| h.key() == key).map(|h| h.request)
+        self.held.find(key, |h| h.key() == key).map(HeldId::request)
     }
 
     /// Whether `o` (whose links are `l`) is a late piece of a sealed call: it
@@ -233,11 +248,8 @@ impl SealedIds {
             if self.held.find(k, |h| h.key() == k).is_some() {
                 continue;
             }
-            let id = HeldId {
-                key: [k as u32, (k >> 32) as u32],
-                request,
-            };
-            self.held.insert_unique(k, id, HeldId::key);
+            self.held
+                .insert_unique(k, HeldId::new(k, request), HeldId::key);
             self.order.push_back(key);
             added += 1;
         }
