@@ -22,6 +22,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
@@ -245,13 +246,12 @@ impl SealedIds {
         let mut added = 0;
         for key in new_keys {
             let k = key.get();
-            if self.held.find(k, |h| h.key() == k).is_some() {
-                continue;
+            // One probe: a key already held keeps its first call's request.
+            if let Entry::Vacant(slot) = self.held.entry(k, |h| h.key() == k, HeldId::key) {
+                slot.insert(HeldId::new(k, request));
+                self.order.push_back(key);
+                added += 1;
             }
-            self.held
-                .insert_unique(k, HeldId::new(k, request), HeldId::key);
-            self.order.push_back(key);
-            added += 1;
         }
         if added == 0 {
             return;
