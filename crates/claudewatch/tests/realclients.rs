@@ -12,6 +12,10 @@
 //! sink next to it), `scenario.py` with the exporter pointed at serve; once
 //! the client exited (it flushes and shuts its providers down), SIGTERM makes
 //! serve seal its merge window, drain and flush; then the file is compared.
+//! TTFT is compared with what the client itself saw (`client_timing_plugin.py`
+//! times each stream in the client process): a client the machine stalls
+//! reads the first token late and reports it so, which the server's figure
+//! cannot show.
 //!
 //! Needs Python >= 3.10 with venv/pip and the package index on first run: the
 //! venvs are built once per `requirements.txt` section and cached in
@@ -33,7 +37,7 @@ mod harness;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::ground_truth::{assert_matches_ground_truth, load_expected, Loss};
@@ -73,6 +77,9 @@ impl Protocol {
     }
 }
 
+/// The clients `scenario.py` runs here.
+const CLIENTS: [&str; 3] = ["anthropic-native", "traceloop", "openlit"];
+
 /// The `requirements.txt` section whose venv runs a client.
 fn section_of(client: &str) -> &'static str {
     match client {
@@ -81,6 +88,21 @@ fn section_of(client: &str) -> &'static str {
         "openlit" => "openlit",
         other => panic!("no venv section for client {other}"),
     }
+}
+
+/// The Python of `client`'s venv, once every client's venv is ready: they
+/// are built in parallel, once, before any client runs, so that no pip
+/// install competes with a running client for the CPU.
+fn venv_of(client: &str) -> PathBuf {
+    static ALL_READY: OnceLock<()> = OnceLock::new();
+    ALL_READY.get_or_init(|| {
+        std::thread::scope(|scope| {
+            for other in CLIENTS {
+                scope.spawn(move || venv_python(section_of(other)));
+            }
+        });
+    });
+    venv_python(section_of(client))
 }
 
 /// Where a variant's serve stores its records.
@@ -136,9 +158,12 @@ fn run_scenarios(
         .args(["--otlp", endpoint])
         .arg("--ground-truth")
         .arg(ground_truth);
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/realclients");
+    cmd.arg("--plugin")
+        .arg(plugins.join("client_timing_plugin.py"))
+        .env("CLAUDEWATCH_CLIENT_TIMING", dir.join(CLIENT_TIMING));
     if protocol == Protocol::Grpc {
-        let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/realclients/grpc_plugin.py");
-        cmd.arg("--plugin").arg(plugin);
+        cmd.arg("--plugin").arg(plugins.join("grpc_plugin.py"));
     }
     // Only our exporter settings reach the client, whatever this shell has.
     for (key, _) in std::env::vars() {
@@ -177,6 +202,27 @@ fn run_scenarios(
         fake.log()
     );
     run
+}
+
+/// The file in a run directory where `client_timing_plugin.py` writes the
+/// client's own TTFT of each streamed response.
+const CLIENT_TIMING: &str = "client_timing.jsonl";
+
+/// Sets each streamed scenario's `client_ttft_ms` from the client's own
+/// measure (`client_timing_plugin.py`), matched by the last attempt's request
+/// id. A stream the plugin did not time keeps the server's figure alone.
+fn add_client_ttft(expected: &mut [common::ground_truth::Expected], dir: &Path) {
+    let text = std::fs::read_to_string(dir.join(CLIENT_TIMING)).unwrap_or_default();
+    let timings: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("client_timing.jsonl: a JSON line"))
+        .collect();
+    for exp in expected.iter_mut().filter(|e| e.server_ttft_ms.is_some()) {
+        exp.client_ttft_ms = timings
+            .iter()
+            .find(|t| t["request_id"].as_str() == exp.request_id.as_deref())
+            .and_then(|t| t["client_ttft_ms"].as_f64());
+    }
 }
 
 /// Waits until the fake API wrote a ground-truth line for every scenario
@@ -228,10 +274,10 @@ fn check(client: &str, protocol: Protocol, sink: Sink) {
              (server.grpc_listen, logged as grpc_listen=) has not landed yet"
         );
     }
-    let python = venv_python(section_of(client));
+    let python = venv_of(client);
     // One variant at a time: on 2 cores, two clients with their exporter
     // threads, two fake APIs and two serves skew the clients' TTFT by tens of
-    // milliseconds. The venvs above are still built in parallel.
+    // milliseconds. The venvs are all built, in parallel, before any runs.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME
         .lock()
@@ -287,7 +333,19 @@ fn check(client: &str, protocol: Protocol, sink: Sink) {
         "{client}: scenario.py reported {printed} scenarios:\n{}\nstderr:\n{}",
         run.stdout, run.stderr
     );
-    let expected = wait_for_ground_truth(&ground_truth, client);
+    let mut expected = wait_for_ground_truth(&ground_truth, client);
+    add_client_ttft(&mut expected, &dir);
+    let streams = expected.iter().filter(|e| e.server_ttft_ms.is_some());
+    let timed = streams
+        .clone()
+        .filter(|e| e.client_ttft_ms.is_some())
+        .count();
+    assert_eq!(
+        timed,
+        streams.count(),
+        "{client}: client_timing_plugin.py timed {timed} streams; see {}",
+        dir.join(CLIENT_TIMING).display()
+    );
 
     let stop_started = Instant::now();
     let (status, records, serve_log) = serve.stop();
