@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::load::{load_until_gone, post, unique_batch};
+use common::load::{get, load_until_gone, post, unique_batch};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -36,6 +36,17 @@ impl Server {
         Server::launch(out, spool, extra)
     }
 
+    /// Starts a fresh server with the default merge window (the others use a
+    /// short one to keep the tests quick).
+    fn start_with_default_window(name: &str) -> Server {
+        let out =
+            std::env::temp_dir().join(format!("cw-serve-{}-{name}.jsonl", std::process::id()));
+        let spool = out.with_extension("spool");
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_dir_all(&spool);
+        Server::spawn(out, spool, &[], &[])
+    }
+
     /// Starts a server on an existing sink file and spool (a restart).
     fn launch(out: PathBuf, spool: PathBuf, extra: &[&str]) -> Server {
         // A short merge window keeps the tests quick, unless a test sets its own.
@@ -44,6 +55,10 @@ impl Server {
         } else {
             &["--merge-window-ms", "300"]
         };
+        Server::spawn(out, spool, window, extra)
+    }
+
+    fn spawn(out: PathBuf, spool: PathBuf, window: &[&str], extra: &[&str]) -> Server {
         let (child, base) = common::process::spawn_serve(
             Command::new(env!("CARGO_BIN_EXE_claudewatch"))
                 .args(["serve", "--http-listen", "127.0.0.1:0"])
@@ -184,6 +199,53 @@ fn openlit_pieces_in_separate_requests_merge_in_the_window() {
     let cli = enrich_cli("openlit");
     assert_eq!(cli.len(), 13);
     assert_eq!(records, cli);
+}
+
+#[test]
+fn spans_arriving_after_their_logs_call_was_written_are_not_second_records() {
+    // OpenTelemetry SDKs export logs every second and spans every 5 s by
+    // default (OTEL_BLRP_SCHEDULE_DELAY, OTEL_BSP_SCHEDULE_DELAY), so
+    // OpenLIT's log of a call can reach serve seconds before the call's
+    // spans, later than the default merge window: the call is written from
+    // the log. Its OpenLIT span is then a late duplicate by its response id,
+    // and its HTTP client span, linked only to that span (exported ahead of
+    // it in the same request), must be one too, not a second call.
+    let fixture = |name: &str| std::fs::read(shared().join("fixtures/openlit").join(name)).unwrap();
+    let server = Server::start_with_default_window("late-spans");
+    assert_eq!(
+        server.post(
+            "/v1/logs",
+            "application/x-protobuf",
+            &fixture("003-logs.pb")
+        ),
+        200
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    for traces in ["001-traces.pb", "002-traces.pb"] {
+        assert_eq!(
+            server.post("/v1/traces", "application/x-protobuf", &fixture(traces)),
+            200
+        );
+    }
+    // Late pieces are counted as the worker admits them.
+    let late = "claudewatch_late_duplicates_total 4\n";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut metrics = get(&server.base, "/metrics");
+    while !metrics.contains(late) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        metrics = get(&server.base, "/metrics");
+    }
+    let (code, records) = server.stop();
+    assert_eq!(code, 0);
+    assert_eq!(records.len(), 2, "one record per call: {records:#?}");
+    for r in &records {
+        assert_eq!(r["source"], "openlit", "written from the log: {r}");
+        assert!(r["cost_usd"].is_string(), "the log's usage, priced: {r}");
+    }
+    assert!(
+        metrics.contains(late),
+        "both calls' OpenLIT and HTTP spans were late duplicates:\n{metrics}"
+    );
 }
 
 #[test]

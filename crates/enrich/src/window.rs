@@ -9,7 +9,9 @@
 //! for `max_age × 10`, and at most `max_sealed_ids` of them (the oldest are
 //! forgotten first): an observation arriving later that shares an id with a
 //! sealed call still held, and no other request id than that call's, is a
-//! late duplicate, counted and dropped instead of becoming a second record.
+//! late duplicate, counted and dropped instead of becoming a second record;
+//! its own ids join the sealed call's, so what links only to it (a child
+//! span of a late wrapper, even one exported ahead of it) is late too.
 //! One arriving after its call's ids were forgotten (at a high rate, a piece
 //! whose request was refused and retried seconds later) becomes a record of
 //! its own.
@@ -203,46 +205,53 @@ impl SealedIds {
         self.held.find(key, |h| h.key() == key).map(HeldId::request)
     }
 
-    /// Whether `o` (whose links are `l`) is a late piece of a sealed call: it
-    /// shares an id with one (its request, response or span id; its parent
+    /// Whether `o` (whose links are `l`) is a late piece of a sealed call (then
+    /// `Some`): it shares an id with one (its request, response or span id; its parent
     /// is a sealed span, a late HTTP attempt; or its span is a sealed
     /// call-level span's parent, a late wrapper), and their request ids do
     /// not differ. Two request ids are two calls, as in grouping: when a
     /// compatible but wrong pairing sealed a piece of this call with another
     /// call's request, the rest of this call is still a record of its own.
-    fn matches(&self, o: &Observation, l: &Links) -> bool {
+    ///
+    /// The value is the request fingerprint the call has from then on: the
+    /// sealed call's, or the piece's own when the sealed call had none.
+    fn late_call(&self, o: &Observation, l: &Links) -> Option<u16> {
         let request = request_fingerprint(l.request);
         let joins = |key: Option<NonZeroU64>| {
-            key.and_then(|k| self.held(k)).is_some_and(|sealed| {
-                sealed == NO_REQUEST || request == NO_REQUEST || sealed == request
-            })
+            key.and_then(|k| self.held(k))
+                .filter(|&sealed| {
+                    sealed == NO_REQUEST || request == NO_REQUEST || sealed == request
+                })
+                .map(|sealed| {
+                    if sealed == NO_REQUEST {
+                        request
+                    } else {
+                        sealed
+                    }
+                })
         };
         joins(l.request)
-            || joins(l.response)
-            || joins(l.span)
-            || joins(l.parent)
-            || joins(
-                o.trace_id
-                    .zip(o.span_id)
-                    .map(|(t, s)| self.ids.span(IdKind::Parent, &t, &s)),
-            )
+            .or_else(|| joins(l.response))
+            .or_else(|| joins(l.span))
+            .or_else(|| joins(l.parent))
+            .or_else(|| {
+                joins(
+                    o.trace_id
+                        .zip(o.span_id)
+                        .map(|(t, s)| self.ids.span(IdKind::Parent, &t, &s)),
+                )
+            })
     }
 
     /// Holds the ids of `o` (links `l`), an observation of a call sealed at
-    /// `now_ns` whose request id's key is `call_request`.
-    fn remember(
-        &mut self,
-        o: &Observation,
-        l: &Links,
-        call_request: Option<NonZeroU64>,
-        now_ns: u64,
-    ) {
+    /// `now_ns` (or a late piece of one) whose request fingerprint is
+    /// `request`.
+    fn remember(&mut self, o: &Observation, l: &Links, request: u16, now_ns: u64) {
         let mut new_keys: SmallVec<[NonZeroU64; 4]> = SmallVec::new();
         new_keys.extend([l.request, l.response, l.span].into_iter().flatten());
         if let (Some(t), Some(p), true) = (o.trace_id, o.parent_span_id, l.kind.is_call_level()) {
             new_keys.push(self.ids.span(IdKind::Parent, &t, &p));
         }
-        let request = request_fingerprint(call_request);
         let mut added = 0;
         for key in new_keys {
             let k = key.get();
@@ -430,13 +439,13 @@ impl MergeWindow {
     fn admit_capped(&mut self, from: usize, entry: u64, now_ns: u64) -> u32 {
         let mut ordinal = 0u32;
         let mut keep = from;
+        let mut any_late = false;
         for i in from..self.pending.len() {
             let origin = Origin { entry, ordinal };
             ordinal = ordinal.saturating_add(1);
             let links = self.sealed.ids.links(&self.pending[i]);
-            if self.is_late(&self.pending[i], &links) {
-                self.stats.late_duplicates += 1;
-                self.late.push(origin);
+            if self.drop_if_late(i, &links, origin, now_ns) {
+                any_late = true;
                 continue;
             }
             if keep != i {
@@ -450,12 +459,58 @@ impl MergeWindow {
             keep += 1;
         }
         self.pending.truncate(keep);
-        if keep > from {
+        if any_late {
+            self.drop_late_since(from, now_ns);
+        }
+        if self.pending.len() > from {
             self.settled_due_ns = None;
         }
         debug_assert_eq!(self.pending.len(), self.waiting.len());
         debug_assert_eq!(self.pending.len(), self.links.len());
         ordinal
+    }
+
+    /// Whether the observation at `i` (links `l`) is a late piece of a sealed
+    /// call; if so it is counted and its origin consumed, and its own ids are
+    /// held with that call's, so that what links to the late piece alone (an
+    /// HTTP attempt under a late wrapper, whose call was sealed from a log)
+    /// is recognised too, instead of becoming a record of its own.
+    fn drop_if_late(&mut self, i: usize, l: &Links, origin: Origin, now_ns: u64) -> bool {
+        if self.sealed.is_empty() {
+            return false;
+        }
+        let Some(request) = self.sealed.late_call(&self.pending[i], l) else {
+            return false;
+        };
+        self.sealed.remember(&self.pending[i], l, request, now_ns);
+        self.stats.late_duplicates += 1;
+        self.late.push(origin);
+        true
+    }
+
+    /// After late pieces were found among the observations admitted from
+    /// `from` on: drops those admitted before a late piece they link to (a
+    /// child exported ahead of its parent), until none is left.
+    fn drop_late_since(&mut self, from: usize, now_ns: u64) {
+        loop {
+            let mut dropped = false;
+            let mut i = from;
+            while i < self.pending.len() {
+                let links = self.links[i];
+                let origin = self.waiting[i].origin;
+                if self.drop_if_late(i, &links, origin, now_ns) {
+                    self.pending.remove(i);
+                    self.waiting.remove(i);
+                    self.links.remove(i);
+                    dropped = true;
+                } else {
+                    i += 1;
+                }
+            }
+            if !dropped {
+                return;
+            }
+        }
     }
 
     /// Arrival time of the oldest observation waiting.
@@ -468,10 +523,6 @@ impl MergeWindow {
     /// a quiet window can be sealed right then without grouping it in vain.
     pub fn settled_due_ns(&self) -> Option<u64> {
         self.settled_due_ns
-    }
-
-    fn is_late(&self, o: &Observation, links: &Links) -> bool {
-        !self.sealed.is_empty() && self.sealed.matches(o, links)
     }
 
     /// Seals every call whose newest observation is at least `max_age` old at
@@ -537,7 +588,7 @@ impl MergeWindow {
         let mut consumed = vec![false; self.pending.len()];
         for g in &sealed_groups {
             // Grouping never joins two request ids: the call has one at most.
-            let call_request = g.iter().find_map(|&i| self.links[i].request);
+            let call_request = request_fingerprint(g.iter().find_map(|&i| self.links[i].request));
             for &i in g.iter() {
                 consumed[i] = true;
                 out.origins.push(self.waiting[i].origin);
@@ -599,11 +650,11 @@ mod tests {
 
     impl SealedIds {
         fn matches_call(&self, o: &Observation) -> bool {
-            self.matches(o, &self.ids.links(o))
+            self.late_call(o, &self.ids.links(o)).is_some()
         }
         fn remember_call(&mut self, o: &Observation, now_ns: u64) {
             let links = self.ids.links(o);
-            self.remember(o, &links, links.request, now_ns);
+            self.remember(o, &links, request_fingerprint(links.request), now_ns);
         }
     }
 
@@ -682,6 +733,65 @@ mod tests {
             stats: ExtractStats::default(),
         };
         w.admit_extracted(x, entry, now_ns);
+    }
+
+    #[test]
+    fn what_links_only_to_a_late_piece_is_late_too() {
+        // OpenLIT exports a call's log (response id, no span) a second before
+        // its spans; when the gap exceeds the window, the call is sealed from
+        // the log. Its wrapper span then comes with its HTTP attempt span,
+        // the child exported first: the wrapper is late by its response id,
+        // and the child, linked to the wrapper alone, is late with it, in
+        // that request and in a later one, never a second record.
+        let limits = WindowLimits {
+            max_age_ns: 1_000,
+            max_observations: 1_000,
+            max_sealed_ids: 1_000,
+        };
+        let mut w = MergeWindow::new(EnrichConfig::default(), limits);
+        let t0 = 1_000_000_000_000;
+        let mut log = span(EvidenceKind::InstrumentationLog, 1, 0, (t0, t0));
+        log.span_id = None;
+        log.response_id = Some("msg_1".into());
+        log.http_status = None;
+        admit(&mut w, vec![log], 0, 0);
+        assert_eq!(w.seal(1_000, false).records.len(), 1, "sealed from the log");
+
+        let http_attempt = |span_id: u8| {
+            let mut attempt = span(
+                EvidenceKind::HttpSpan,
+                1,
+                span_id,
+                (t0 - 40_000_000, t0 - 1_000_000),
+            );
+            attempt.parent_span_id = Some([7; 8]);
+            attempt.http_status = Some(200);
+            attempt
+        };
+        let mut wrapper = span(
+            EvidenceKind::InstrumentationSpan,
+            1,
+            7,
+            (t0 - 50_000_000, t0),
+        );
+        wrapper.response_id = Some("msg_1".into());
+        wrapper.http_status = Some(200);
+        let unrelated = call(9);
+        admit(
+            &mut w,
+            vec![http_attempt(8), wrapper, unrelated.clone()],
+            1,
+            2_000,
+        );
+        assert_eq!(w.stats().late_duplicates, 2, "the wrapper and its child");
+        assert_eq!(w.len(), 1, "only the unrelated call waits");
+
+        admit(&mut w, vec![http_attempt(9)], 2, 2_500);
+        assert_eq!(w.stats().late_duplicates, 3, "a later child of the wrapper");
+        let sealed = w.seal(10_000, true);
+        assert_eq!(sealed.records.len(), 1);
+        assert_eq!(sealed.records[0].request_id.as_deref(), Some("req_9"));
+        assert_eq!(sealed.origins.len(), 4, "every origin consumed once");
     }
 
     #[test]

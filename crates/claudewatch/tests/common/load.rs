@@ -31,6 +31,21 @@ pub fn post(base: &str, path: &str, content_type: &str, body: &[u8]) -> u16 {
     }
 }
 
+/// GETs a path; the body, or an empty string when the request failed.
+pub fn get(base: &str, path: &str) -> String {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    agent
+        .get(format!("{base}{path}"))
+        .call()
+        .ok()
+        .and_then(|mut resp| resp.body_mut().read_to_string().ok())
+        .unwrap_or_default()
+}
+
 /// A traces request of `spans` SDK spans, each a call with its own request
 /// id `req_load_<batch * 1_000_000 + i + 1>`, timed now.
 pub fn unique_batch(batch: u64, spans: u64) -> Vec<u8> {
