@@ -205,10 +205,10 @@ impl SealedIds {
         self.held.find(key, |h| h.key() == key).map(HeldId::request)
     }
 
-    /// Whether `o` (whose links are `l`) is a late piece of a sealed call (then
-    /// `Some`): it shares an id with one (its request, response or span id; its parent
-    /// is a sealed span, a late HTTP attempt; or its span is a sealed
-    /// call-level span's parent, a late wrapper), and their request ids do
+    /// Whether `o` (whose links are `l`) is a late piece of a sealed call
+    /// (then `Some`): it shares an id with one (its request, response or span
+    /// id; its parent is a sealed span, a late HTTP attempt; or its span is a
+    /// sealed call-level span's parent, a late wrapper), and their request ids do
     /// not differ. Two request ids are two calls, as in grouping: when a
     /// compatible but wrong pairing sealed a piece of this call with another
     /// call's request, the rest of this call is still a record of its own.
@@ -490,7 +490,10 @@ impl MergeWindow {
 
     /// After late pieces were found among the observations admitted from
     /// `from` on: drops those admitted before a late piece they link to (a
-    /// child exported ahead of its parent), until none is left.
+    /// child exported ahead of its parent), until none is left. Observations
+    /// of earlier requests still waiting are not checked again (that would
+    /// scan the window per late piece): a child exported in an earlier
+    /// request than its late parent stays a record of its own.
     fn drop_late_since(&mut self, from: usize, now_ns: u64) {
         loop {
             let mut dropped = false;
