@@ -738,6 +738,16 @@ mod tests {
         w.admit_extracted(x, entry, now_ns);
     }
 
+    /// A window whose calls are due 1,000 ns after their last piece.
+    fn window_of_age_1000() -> MergeWindow {
+        let limits = WindowLimits {
+            max_age_ns: 1_000,
+            max_observations: 1_000,
+            max_sealed_ids: 1_000,
+        };
+        MergeWindow::new(EnrichConfig::default(), limits)
+    }
+
     #[test]
     fn what_links_only_to_a_late_piece_is_late_too() {
         // OpenLIT exports a call's log (response id, no span) a second before
@@ -746,12 +756,7 @@ mod tests {
         // the child exported first: the wrapper is late by its response id,
         // and the child, linked to the wrapper alone, is late with it, in
         // that request and in a later one, never a second record.
-        let limits = WindowLimits {
-            max_age_ns: 1_000,
-            max_observations: 1_000,
-            max_sealed_ids: 1_000,
-        };
-        let mut w = MergeWindow::new(EnrichConfig::default(), limits);
+        let mut w = window_of_age_1000();
         let t0 = 1_000_000_000_000;
         let mut log = span(EvidenceKind::InstrumentationLog, 1, 0, (t0, t0));
         log.span_id = None;
@@ -804,12 +809,7 @@ mod tests {
         // span arrive first and, as unlinked twins, pass for one call. A's SDK
         // span (a child of A's wrapper) comes after that call was sealed: it
         // has another request id, so it is A's record, not a late duplicate.
-        let limits = WindowLimits {
-            max_age_ns: 1_000,
-            max_observations: 1_000,
-            max_sealed_ids: 1_000,
-        };
-        let mut w = MergeWindow::new(EnrichConfig::default(), limits);
+        let mut w = window_of_age_1000();
         let t0 = 1_000_000_000_000;
         let wrapper_a = span(
             EvidenceKind::InstrumentationSpan,
