@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::load::{get, load_until_gone, post, unique_batch};
+use common::load::{load_until_gone, metric, post, unique_batch};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -28,22 +28,14 @@ struct Server {
 impl Server {
     /// Starts a fresh server: empty sink file, empty spool.
     fn start(name: &str, extra: &[&str]) -> Server {
-        let out =
-            std::env::temp_dir().join(format!("cw-serve-{}-{name}.jsonl", std::process::id()));
-        let spool = out.with_extension("spool");
-        let _ = std::fs::remove_file(&out);
-        let _ = std::fs::remove_dir_all(&spool);
+        let (out, spool) = fresh_files(name);
         Server::launch(out, spool, extra)
     }
 
     /// Starts a fresh server with the default merge window (the others use a
     /// short one to keep the tests quick).
     fn start_with_default_window(name: &str) -> Server {
-        let out =
-            std::env::temp_dir().join(format!("cw-serve-{}-{name}.jsonl", std::process::id()));
-        let spool = out.with_extension("spool");
-        let _ = std::fs::remove_file(&out);
-        let _ = std::fs::remove_dir_all(&spool);
+        let (out, spool) = fresh_files(name);
         Server::spawn(out, spool, &[], &[])
     }
 
@@ -101,6 +93,15 @@ impl Server {
         self.child.wait().unwrap();
         (self.out.clone(), self.spool.clone())
     }
+}
+
+/// A test's sink file and spool directory, both removed if left over.
+fn fresh_files(name: &str) -> (PathBuf, PathBuf) {
+    let out = std::env::temp_dir().join(format!("cw-serve-{}-{name}.jsonl", std::process::id()));
+    let spool = out.with_extension("spool");
+    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_dir_all(&spool);
+    (out, spool)
 }
 
 impl Drop for Server {
@@ -228,13 +229,14 @@ fn spans_arriving_after_their_logs_call_was_written_are_not_second_records() {
         );
     }
     // Late pieces are counted as the worker admits them.
-    let late = "claudewatch_late_duplicates_total 4\n";
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut metrics = get(&server.base, "/metrics");
-    while !metrics.contains(late) && std::time::Instant::now() < deadline {
+    let late = loop {
+        let late = metric(&server.base, "claudewatch_late_duplicates_total");
+        if late >= 4.0 || std::time::Instant::now() >= deadline {
+            break late;
+        }
         std::thread::sleep(Duration::from_millis(100));
-        metrics = get(&server.base, "/metrics");
-    }
+    };
     let (code, records) = server.stop();
     assert_eq!(code, 0);
     assert_eq!(records.len(), 2, "one record per call: {records:#?}");
@@ -242,9 +244,9 @@ fn spans_arriving_after_their_logs_call_was_written_are_not_second_records() {
         assert_eq!(r["source"], "openlit", "written from the log: {r}");
         assert!(r["cost_usd"].is_string(), "the log's usage, priced: {r}");
     }
-    assert!(
-        metrics.contains(late),
-        "both calls' OpenLIT and HTTP spans were late duplicates:\n{metrics}"
+    assert_eq!(
+        late, 4.0,
+        "both calls' OpenLIT and HTTP spans were late duplicates"
     );
 }
 

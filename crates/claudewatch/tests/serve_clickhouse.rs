@@ -10,7 +10,7 @@
 mod ch;
 mod common;
 
-use common::load::{load_until_gone, post, unique_batch};
+use common::load::{agent, load_until_gone, metric, post, unique_batch};
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -82,14 +82,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
 }
 
 /// A query's TabSeparated answer.
@@ -271,15 +263,6 @@ fn clickhouse_down_fills_the_journal_then_clients_get_503_and_nothing_is_dropped
     assert_eq!(distinct, total, "nothing stored twice");
     server.stop();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The value of an unlabelled metric on serve's `/metrics`.
-fn metric(base: &str, name: &str) -> f64 {
-    let mut resp = agent().get(&format!("{base}/metrics")).call().unwrap();
-    let text = resp.body_mut().read_to_string().unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not on /metrics:\n{text}"))
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -784,13 +784,7 @@ mod tests {
         );
         wrapper.response_id = Some("msg_1".into());
         wrapper.http_status = Some(200);
-        let unrelated = call(9);
-        admit(
-            &mut w,
-            vec![http_attempt(8), wrapper, unrelated.clone()],
-            1,
-            2_000,
-        );
+        admit(&mut w, vec![http_attempt(8), wrapper, call(9)], 1, 2_000);
         assert_eq!(w.stats().late_duplicates, 2, "the wrapper and its child");
         assert_eq!(w.len(), 1, "only the unrelated call waits");
 

@@ -14,14 +14,18 @@ use claudewatch_otlp::proto::common::v1::{
 use claudewatch_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-/// POSTs a body; the status, or 0 when the connection failed.
-pub fn post(base: &str, path: &str, content_type: &str, body: &[u8]) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// An HTTP client that returns error statuses as answers, with a 30 s limit.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
-        .into();
-    match agent
+        .into()
+}
+
+/// POSTs a body; the status, or 0 when the connection failed.
+pub fn post(base: &str, path: &str, content_type: &str, body: &[u8]) -> u16 {
+    match agent()
         .post(format!("{base}{path}"))
         .header("content-type", content_type)
         .send(body)
@@ -31,19 +35,13 @@ pub fn post(base: &str, path: &str, content_type: &str, body: &[u8]) -> u16 {
     }
 }
 
-/// GETs a path; the body, or an empty string when the request failed.
-pub fn get(base: &str, path: &str) -> String {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    agent
-        .get(format!("{base}{path}"))
-        .call()
-        .ok()
-        .and_then(|mut resp| resp.body_mut().read_to_string().ok())
-        .unwrap_or_default()
+/// The value of an unlabelled metric on serve's `/metrics`.
+pub fn metric(base: &str, name: &str) -> f64 {
+    let mut resp = agent().get(&format!("{base}/metrics")).call().unwrap();
+    let text = resp.body_mut().read_to_string().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not on /metrics:\n{text}"))
 }
 
 /// A traces request of `spans` SDK spans, each a call with its own request
